@@ -1,0 +1,1 @@
+"""molks: grammar autoencoders with a Gaussian-mixture latent space."""

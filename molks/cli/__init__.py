@@ -1,0 +1,17 @@
+"""The ``molks`` command line: one typer sub-app per stage of the pipeline."""
+
+from __future__ import annotations
+
+import typer
+
+from molks.cli.grammar import app as grammar_app
+
+app = typer.Typer(
+    name="molks",
+    help="Grammar autoencoders with a Gaussian-mixture latent space, and Bayesian optimisation in it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(grammar_app, name="grammar")
+
+__all__ = ["app"]

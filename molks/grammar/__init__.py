@@ -1,0 +1,21 @@
+"""Grammars: text <-> production-rule sequences of a context-free grammar.
+
+>>> from molks.grammar import Grammar
+>>> g = Grammar.load("arithmetic")
+>>> g.derive(g.parse("x * sin( x ) + 3"))
+'x * sin( x ) + 3'
+"""
+
+from molks.grammar.cfg import BUNDLED_GRAMMARS, Grammar
+from molks.grammar.errors import DerivationError, GrammarError, ParseError, TokenizeError
+from molks.grammar.tokenize import smiles_tokenize
+
+__all__ = [
+    "BUNDLED_GRAMMARS",
+    "DerivationError",
+    "Grammar",
+    "GrammarError",
+    "ParseError",
+    "TokenizeError",
+    "smiles_tokenize",
+]

@@ -1,0 +1,277 @@
+"""Grammar masks: in the reconstruction loss, and in batched grammar-valid decoding.
+
+Notation: P productions, padding index P, C = P + 1 outputs, A nonterminals; mask row A is
+the "empty stack" row that allows only padding.
+
+Loss (as GVAE trains): at each position of the *true* sequence, the allowed outputs are the
+productions whose left-hand side equals that of the true production there (padding positions
+allow only padding); logits outside that set are removed before the softmax.
+
+Decoding: a stack of nonterminals per sequence, held as one [B, S] tensor plus a stack
+pointer [B], so the only Python loop is over time steps. At step t the top nonterminal is
+popped (empty stack -> row A), the logits at t are masked by its row, a production is chosen
+(argmax, or a Gumbel-max sample at a temperature) and its right-hand-side nonterminals are
+pushed in reverse order, so the leftmost one is expanded next (leftmost derivation).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # only for type hints: molks.grammar imports nltk
+    from molks.grammar import Grammar
+
+__all__ = [
+    "GrammarTensors",
+    "MaskedDecoder",
+    "decode_logits",
+    "decode_logits_reference",
+    "grammar_cross_entropy",
+    "grammar_cross_entropy_per_sequence",
+    "grammar_tensors",
+    "masked_log_softmax",
+]
+
+
+class GrammarTensors(nn.Module):
+    """The tensors masked training and decoding need, built once from a grammar.
+
+    Buffers (move with ``.to(device)``):
+        masks [A+1, C] bool: row a = outputs allowed with nonterminal a on top; row A = empty stack.
+        lhs_of [C] long: the mask row of each output (its lhs; A for padding).
+        rhs_reversed [C, R] long: rhs nonterminals of each output, right to left, padded with 0.
+        rhs_count [C] long: number of rhs nonterminals (0 for padding).
+    ``start`` is the start nonterminal's index; ``empty_row`` is A.
+    """
+
+    masks: torch.Tensor
+    lhs_of: torch.Tensor
+    rhs_reversed: torch.Tensor
+    rhs_count: torch.Tensor
+
+    def __init__(
+        self,
+        masks: torch.Tensor,
+        lhs: Sequence[int],
+        rhs_nonterminals: Sequence[Sequence[int]],
+        start: int = 0,
+    ) -> None:
+        super().__init__()
+        masks = torch.as_tensor(masks, dtype=torch.bool)
+        if masks.dim() != 2:
+            raise ValueError(f"masks must be 2-D [A+1, C], got shape {list(masks.shape)}")
+        n_rows, n_outputs = masks.shape
+        n_nonterminals = n_rows - 1
+        n_productions = n_outputs - 1
+        if n_nonterminals < 1 or n_productions < 1:
+            raise ValueError(f"masks of shape {list(masks.shape)} leave no nonterminal or no production")
+        if len(lhs) != n_productions or len(rhs_nonterminals) != n_productions:
+            raise ValueError(
+                f"masks have {n_outputs} outputs (so {n_productions} productions + padding) but lhs has "
+                f"{len(lhs)} entries and rhs_nonterminals {len(rhs_nonterminals)}"
+            )
+        if not 0 <= start < n_nonterminals:
+            raise ValueError(f"start {start} is not a nonterminal index in [0, {n_nonterminals})")
+        for name, values in (("lhs", lhs), ("rhs_nonterminals", [a for r in rhs_nonterminals for a in r])):
+            bad = [a for a in values if not 0 <= a < n_nonterminals]
+            if bad:
+                raise ValueError(f"{name} holds nonterminal indices outside [0, {n_nonterminals}): {bad[:5]}")
+        lhs_of = torch.tensor(list(lhs) + [n_nonterminals], dtype=torch.long)
+        # Each output must be allowed in its own row, or the loss of a true sequence is infinite.
+        if not bool(masks[lhs_of, torch.arange(n_outputs)].all()):
+            raise ValueError("masks do not allow every production under its own left-hand side")
+        if bool(masks[:, -1][:-1].any()) or not bool(masks[-1, -1]) or bool(masks[-1, :-1].any()):
+            raise ValueError("padding must be allowed exactly in the last (empty stack) mask row")
+        width = max((len(r) for r in rhs_nonterminals), default=0)
+        rhs_reversed = torch.zeros(n_outputs, width, dtype=torch.long)
+        rhs_count = torch.zeros(n_outputs, dtype=torch.long)
+        for i, rhs in enumerate(rhs_nonterminals):
+            rhs_count[i] = len(rhs)
+            if rhs:
+                rhs_reversed[i, : len(rhs)] = torch.tensor(list(reversed(rhs)), dtype=torch.long)
+        self.register_buffer("masks", masks.clone())
+        self.register_buffer("lhs_of", lhs_of)
+        self.register_buffer("rhs_reversed", rhs_reversed)
+        self.register_buffer("rhs_count", rhs_count)
+        self.start = int(start)
+        self.empty_row = n_nonterminals
+        self.n_outputs = n_outputs
+        self.padding_index = n_productions
+
+    @classmethod
+    def from_grammar(cls, grammar: "Grammar") -> "GrammarTensors":
+        return cls(grammar.masks(), grammar.lhs, grammar.rhs_nonterminals, grammar.start)
+
+    def cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``grammar_cross_entropy`` with this grammar's masks."""
+        return grammar_cross_entropy(logits, targets, self.masks, self.lhs_of)
+
+    def decode(
+        self,
+        logits: torch.Tensor,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``decode_logits`` with this grammar's tensors."""
+        return decode_logits(logits, self, greedy=greedy, temperature=temperature, generator=generator)
+
+
+def grammar_tensors(grammar: "Grammar") -> GrammarTensors:
+    """Masks, lhs rows and reversed rhs nonterminals of a ``molks.grammar.Grammar``."""
+    return GrammarTensors.from_grammar(grammar)
+
+
+def _check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> None:
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape [B, L, C], got {list(logits.shape)}")
+    if targets.shape != logits.shape[:2]:
+        raise ValueError(f"targets must have shape {list(logits.shape[:2])}, got {list(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        raise ValueError(f"targets must be integer production indices, got dtype {targets.dtype}")
+    if logits.shape[2] != masks.shape[1]:
+        raise ValueError(f"logits have {logits.shape[2]} outputs but the masks {masks.shape[1]}")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[2]):
+        raise ValueError(f"targets must lie in [0, {logits.shape[2]})")
+
+
+def masked_log_softmax(
+    logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, lhs_of: torch.Tensor
+) -> torch.Tensor:
+    """Log-probabilities renormalised over the outputs the grammar allows at each true position.
+
+    logits [B, L, C], targets [B, L] integer, masks [A+1, C] bool, lhs_of [C] long.
+    Returns [B, L, C]; disallowed outputs are -inf (the target itself is always allowed).
+    """
+    _check_logits_targets(logits, targets, masks)
+    allowed = masks[lhs_of[targets.long()]]  # [B, L, C]
+    return logits.masked_fill(~allowed, float("-inf")).log_softmax(dim=-1)
+
+
+def grammar_cross_entropy_per_sequence(
+    logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, lhs_of: torch.Tensor
+) -> torch.Tensor:
+    """Masked cross-entropy of each sequence, summed over its L positions: [B]."""
+    logp = masked_log_softmax(logits, targets, masks, lhs_of)
+    return -logp.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1).sum(dim=-1)
+
+
+def grammar_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, lhs_of: torch.Tensor
+) -> torch.Tensor:
+    """Masked cross-entropy, summed over positions and averaged over the batch (as GVAE): scalar.
+
+    Padding positions count too, as in GVAE; with only padding allowed there they add 0.
+    """
+    return grammar_cross_entropy_per_sequence(logits, targets, masks, lhs_of).mean()
+
+
+def _check_decode_args(logits: torch.Tensor, tensors: GrammarTensors, greedy: bool, temperature: float) -> None:
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape [B, L, C], got {list(logits.shape)}")
+    if logits.shape[2] != tensors.n_outputs:
+        raise ValueError(f"logits have {logits.shape[2]} outputs but the grammar {tensors.n_outputs}")
+    if not greedy and not temperature > 0:
+        raise ValueError(f"sampling temperature must be positive, got {temperature}")
+
+
+@torch.no_grad()
+def decode_logits(
+    logits: torch.Tensor,
+    tensors: GrammarTensors,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grammar-valid production sequences from decoder logits, batched on the logits' device.
+
+    logits [B, L, C]; ``tensors`` on the same device. greedy: argmax; otherwise a sample from
+    softmax(logits / temperature) over the allowed outputs (Gumbel-max, noise from
+    ``generator``, which must live on the logits' device).
+    Returns ids [B, L] long and finished [B] bool (False: the stack was not empty after L
+    steps, so ids is a truncated, incomplete derivation).
+    """
+    _check_decode_args(logits, tensors, greedy, temperature)
+    batch, length, _ = logits.shape
+    device = logits.device
+    width = tensors.rhs_reversed.shape[1]
+    # Each step pops one and pushes at most `width`, so the depth never exceeds this.
+    depth = 1 + length * max(width - 1, 0)
+    trash = depth  # an extra column that absorbs the writes of unused rhs slots
+    stack = torch.zeros(batch, depth + 1, dtype=torch.long, device=device)
+    stack[:, 0] = tensors.start
+    ptr = torch.ones(batch, dtype=torch.long, device=device)
+    rows = torch.arange(batch, device=device)
+    offsets = torch.arange(width, device=device)
+    empty_row = torch.full((batch,), tensors.empty_row, dtype=torch.long, device=device)
+    ids = torch.empty(batch, length, dtype=torch.long, device=device)
+    tiny = torch.finfo(logits.dtype).tiny
+    for t in range(length):
+        nonempty = ptr > 0
+        top = torch.where(nonempty, stack[rows, (ptr - 1).clamp(min=0)], empty_row)
+        ptr = ptr - nonempty.long()
+        step = logits[:, t].masked_fill(~tensors.masks[top], float("-inf"))
+        if not greedy:
+            u = torch.rand(step.shape, generator=generator, device=device, dtype=step.dtype)
+            step = step / temperature - torch.log(-torch.log(u.clamp_(min=tiny)))
+        choice = step.argmax(dim=-1)
+        ids[:, t] = choice
+        count = tensors.rhs_count[choice]
+        slots = torch.where(offsets < count.unsqueeze(1), ptr.unsqueeze(1) + offsets, trash)
+        stack.scatter_(1, slots, tensors.rhs_reversed[choice])
+        ptr = ptr + count
+    return ids, ptr == 0
+
+
+@torch.no_grad()
+def decode_logits_reference(logits: torch.Tensor, tensors: GrammarTensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy masked decoding one sequence at a time with a Python list as the stack.
+
+    Slow on purpose: the plain statement of the algorithm, to test ``decode_logits`` against.
+    Same inputs and outputs as ``decode_logits(logits, tensors, greedy=True)``.
+    """
+    _check_decode_args(logits, tensors, True, 1.0)
+    masks = tensors.masks.cpu()
+    rhs = [
+        tensors.rhs_reversed[i, :n].tolist()[::-1] for i, n in enumerate(tensors.rhs_count.tolist())
+    ]
+    logits_cpu = logits.detach().cpu()
+    batch, length, _ = logits.shape
+    ids = torch.empty(batch, length, dtype=torch.long)
+    finished = torch.empty(batch, dtype=torch.bool)
+    for b in range(batch):
+        stack = [tensors.start]
+        for t in range(length):
+            top = stack.pop() if stack else tensors.empty_row
+            choice = int(logits_cpu[b, t].masked_fill(~masks[top], float("-inf")).argmax())
+            ids[b, t] = choice
+            stack.extend(reversed(rhs[choice]))  # leftmost rhs nonterminal ends on top
+        finished[b] = not stack
+    return ids.to(logits.device), finished.to(logits.device)
+
+
+class MaskedDecoder(nn.Module):
+    """A decoder network plus grammar tensors: latent codes -> grammar-valid production ids.
+
+    ``decoder`` maps z [B, D] to logits [B, L, C] (e.g. ``GrammarDecoder``).
+    """
+
+    def __init__(self, decoder: nn.Module, tensors: GrammarTensors) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.tensors = tensors
+
+    @torch.no_grad()
+    def forward(
+        self,
+        z: torch.Tensor,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [B, D] -> ids [B, L] long, finished [B] bool."""
+        logits = self.decoder(z)
+        return decode_logits(logits, self.tensors, greedy=greedy, temperature=temperature, generator=generator)

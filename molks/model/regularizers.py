@@ -1,0 +1,665 @@
+"""Latent regularisers behind one interface, chosen by name: the method ("gmm") and the baselines.
+
+Every regulariser is a ``LatentRegularizer`` (an ``nn.Module``) that tells the model how many encoder
+heads it needs, turns encoder outputs into the code ``z`` fed to the decoder, scores a batch of codes,
+and draws latent points from its prior for decoding:
+
+    reg = make_regularizer("gmm", latent_dim=56, batch_size=500)
+    mean, logvar = encoder(x)            # logvar is None when reg.encoder_outputs == 1
+    z = reg.latent(mean, logvar)         # reparameterised when reg.stochastic and training
+    terms = reg.loss(z, mean, logvar)    # {"total": ..., "ks": ..., "cv": ...}
+    z_new = reg.sample_prior(100)        # [100, D] points to decode
+
+``loss`` returns the raw (unweighted) named terms plus "total", the weighted sum that is added to the
+weighted reconstruction loss. Names and terms:
+
+* "gmm"    (``GMMRegularizer``): lambda_KS * L_KS + lambda_CV * L_CV towards a Gaussian-mixture prior,
+           weights estimated at construction from prior samples of the training batch size. Terms: ks, cv.
+* "vae"    (``VAERegularizer``): beta * KL(q(z|x) || N(0, I)), reparameterisation trick. Term: kl.
+* "cv-vae" (``CVVAERegularizer``): VAE whose encoder variance is a constant (not learned). Term: kl
+           (its mean part, 0.5 ||mu||^2; the variance part is a constant).
+* "rae"    (``RAERegularizer``): beta * ||z||^2, deterministic; L2 on decoder weights is applied by the
+           optimiser's weight decay (``decoder_weight_decay``); sampling needs an ex-post GMM fitted on
+           the training codes (``fit_ex_post``). Term: l2.
+* "wae"    (``WAERegularizer``): weight * MMD(z, N(0, I) samples) with inverse multiquadratic kernels
+           (WAE-MMD). Term: mmd.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from molks.model.prior import GaussianMixturePrior, PriorError, default_radius
+
+__all__ = [
+    "CVVAERegularizer",
+    "ExPostGMM",
+    "GMMRegularizer",
+    "LatentRegularizer",
+    "RAERegularizer",
+    "REGULARIZERS",
+    "RegularizerError",
+    "VAERegularizer",
+    "WAERegularizer",
+    "cv_loss",
+    "empirical_covariance",
+    "estimate_loss_weights",
+    "expected_ks_loss",
+    "fit_ex_post_gmm",
+    "ks_loss",
+    "make_regularizer",
+    "mmd_imq",
+    "regularizer_options",
+]
+
+
+class RegularizerError(ValueError):
+    """A regulariser was configured or called with invalid arguments."""
+
+
+def _check_codes(z: Tensor, dim: int, min_n: int, what: str) -> None:
+    if z.ndim != 2 or z.shape[1] != dim:
+        raise RegularizerError(f"{what}: z must have shape [N, {dim}], got {tuple(z.shape)}")
+    if z.shape[0] < min_n:
+        raise RegularizerError(f"{what}: needs a batch of at least {min_n} codes, got {z.shape[0]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The method's losses
+# ----------------------------------------------------------------------------------------------
+
+
+def ks_loss(z: Tensor, prior: GaussianMixturePrior) -> Tensor:
+    """Kolmogorov-Smirnov-inspired marginal loss (scalar).
+
+    L_KS = (1/d) sum_j (1/N) sum_i (i/N - F_j(z_(i),j))^2 with z_(i),j the i-th smallest value of
+    dimension j and F_j the prior's marginal CDF. Differentiable through ``torch.sort``.
+
+    z: [N, d], N >= 1.
+    """
+    _check_codes(z, prior.dim, 1, "ks_loss")
+    n = z.shape[0]
+    sorted_z = torch.sort(z, dim=0).values
+    ecdf = torch.arange(1, n + 1, device=z.device, dtype=z.dtype) / n
+    return (ecdf.unsqueeze(1) - prior.marginal_cdf(sorted_z)).square().mean()
+
+
+def empirical_covariance(z: Tensor) -> Tensor:
+    """Batch covariance [d, d], dividing by N (not N - 1). z: [N, d]."""
+    centred = z - z.mean(dim=0, keepdim=True)
+    return centred.T @ centred / z.shape[0]
+
+
+def cv_loss(z: Tensor, prior: GaussianMixturePrior) -> Tensor:
+    """Covariance loss (scalar): L_CV = (1/d^2) sum_{l,j} (Sigma_hat[l,j] - Sigma[l,j])^2.
+
+    Sigma_hat is the batch covariance (divided by N), Sigma the mixture's covariance. z: [N, d], N >= 2.
+    """
+    _check_codes(z, prior.dim, 2, "cv_loss")
+    target = prior.covariance().to(device=z.device, dtype=z.dtype)
+    return (empirical_covariance(z) - target).square().mean()
+
+
+def expected_ks_loss(batch_size: int) -> float:
+    """Exact E[L_KS] for N = batch_size true prior samples (any continuous prior, any d).
+
+    F_j(z_(i),j) is the i-th order statistic of N uniforms, Beta(i, N + 1 - i), so
+    E[(i/N - U_(i))^2] = i(N+1-i) / ((N+1)^2 (N+2)) + (i / (N(N+1)))^2; about 1/(6N).
+    Useful as a check on ``estimate_loss_weights`` and to rescale for a different batch size.
+    """
+    if batch_size < 1:
+        raise RegularizerError(f"batch_size must be >= 1, got {batch_size}")
+    n = batch_size
+    i = np.arange(1, n + 1, dtype=np.float64)
+    var = i * (n + 1 - i) / ((n + 1) ** 2 * (n + 2))
+    bias = i / (n * (n + 1))
+    return float(np.mean(var + bias**2))
+
+
+@torch.no_grad()
+def estimate_loss_weights(
+    prior: GaussianMixturePrior,
+    batch_size: int,
+    n_batches: int = 256,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """(lambda_KS, lambda_CV) = 1 / mean loss over ``n_batches`` prior samples of ``batch_size``.
+
+    As the authors' code does: the losses are then in units of what a perfect sample of this batch
+    size scores, so both are ~1 at the optimum. The relative standard error of each mean is roughly
+    1/sqrt(n_batches) (~6% for the default 256).
+    """
+    if batch_size < 2:
+        raise RegularizerError(f"batch_size must be >= 2 (the covariance needs two points), got {batch_size}")
+    if n_batches < 1:
+        raise RegularizerError(f"n_batches must be >= 1, got {n_batches}")
+    ks_sum = 0.0
+    cv_sum = 0.0
+    for _ in range(n_batches):
+        z = prior.sample(batch_size, generator=generator)
+        ks_sum += float(ks_loss(z, prior))
+        cv_sum += float(cv_loss(z, prior))
+    mean_ks, mean_cv = ks_sum / n_batches, cv_sum / n_batches
+    if not (mean_ks > 0 and mean_cv > 0):
+        raise RegularizerError(f"loss estimates are not positive (ks={mean_ks}, cv={mean_cv}); check the prior")
+    return 1.0 / mean_ks, 1.0 / mean_cv
+
+
+# ----------------------------------------------------------------------------------------------
+# WAE's MMD
+# ----------------------------------------------------------------------------------------------
+
+WAE_IMQ_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def mmd_imq(x: Tensor, y: Tensor, prior_var: float = 1.0, scales: tuple[float, ...] = WAE_IMQ_SCALES) -> Tensor:
+    """Unbiased MMD^2 estimate (scalar) between samples x [N, d] and y [M, d] (N, M >= 2).
+
+    Kernel: sum over s in ``scales`` of k_C(a, b) = C / (C + ||a - b||^2), C = s * 2 d prior_var, the
+    inverse multiquadratic kernel of the WAE paper (C = 2 d sigma_z^2 for a N(0, sigma_z^2 I) prior),
+    summed over the scales the WAE authors' code uses, so the estimate is robust to the kernel width.
+    Within-sample terms exclude the diagonal (U-statistic); it can be slightly negative.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise RegularizerError(f"mmd_imq: x and y must be [N, d] and [M, d], got {tuple(x.shape)}, {tuple(y.shape)}")
+    n, m, d = x.shape[0], y.shape[0], x.shape[1]
+    if n < 2 or m < 2:
+        raise RegularizerError(f"mmd_imq: needs at least 2 points in each sample, got {n} and {m}")
+    # Explicit squared distances (cdist's matmul path loses precision and has no gradient at 0).
+    dxx = (x.unsqueeze(1) - x.unsqueeze(0)).square().sum(-1)
+    dyy = (y.unsqueeze(1) - y.unsqueeze(0)).square().sum(-1)
+    dxy = (x.unsqueeze(1) - y.unsqueeze(0)).square().sum(-1)
+    off_x = 1.0 - torch.eye(n, device=x.device, dtype=x.dtype)
+    off_y = 1.0 - torch.eye(m, device=y.device, dtype=y.dtype)
+    stat = x.new_zeros(())
+    for s in scales:
+        c = s * 2.0 * d * prior_var
+        kxx = (c / (c + dxx) * off_x).sum() / (n * (n - 1))
+        kyy = (c / (c + dyy) * off_y).sum() / (m * (m - 1))
+        kxy = (c / (c + dxy)).sum() * 2.0 / (n * m)
+        stat = stat + kxx + kyy - kxy
+    return stat
+
+
+# ----------------------------------------------------------------------------------------------
+# Ex-post density for deterministic baselines
+# ----------------------------------------------------------------------------------------------
+
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+class ExPostGMM(nn.Module):
+    """A Gaussian mixture fitted after training on the codes (RAE's sampling; the paper's "GMM" column).
+
+    Buffers: weights [K], means [K, d], scale_tril [K, d, d] (Cholesky factors of the covariances), so
+    ``state_dict()`` / ``to_tensors()`` give a flat tensor dict that safetensors can store.
+    """
+
+    weights: Tensor
+    means: Tensor
+    scale_tril: Tensor
+
+    def __init__(self, weights: Tensor, means: Tensor, scale_tril: Tensor) -> None:
+        super().__init__()
+        if means.ndim != 2:
+            raise RegularizerError(f"means must be [K, d], got {tuple(means.shape)}")
+        k, d = means.shape
+        if weights.shape != (k,) or scale_tril.shape != (k, d, d):
+            raise RegularizerError(
+                f"inconsistent ex-post GMM shapes: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "
+                f"scale_tril {tuple(scale_tril.shape)} (expected [K], [K, d], [K, d, d])"
+            )
+        self.register_buffer("weights", weights.detach().clone())
+        self.register_buffer("means", means.detach().clone())
+        self.register_buffer("scale_tril", scale_tril.detach().clone())
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor]) -> "ExPostGMM":
+        """Inverse of ``to_tensors`` (keys: weights, means, scale_tril)."""
+        missing = {"weights", "means", "scale_tril"} - set(tensors)
+        if missing:
+            raise RegularizerError(f"ex-post GMM tensors lack {sorted(missing)}")
+        return cls(tensors["weights"], tensors["means"], tensors["scale_tril"])
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        """{"weights", "means", "scale_tril"} as contiguous CPU tensors (safetensors-ready)."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+
+    @property
+    def n_components(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.means.shape[1])
+
+    def extra_repr(self) -> str:
+        return f"n_components={self.n_components}, dim={self.dim}"
+
+    def sample(self, n: int, component: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw n points [n, d] (from component k only if ``component`` = k)."""
+        if n < 0:
+            raise RegularizerError(f"n must be >= 0, got {n}")
+        device, dtype = self.means.device, self.means.dtype
+        if component is None:
+            idx = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
+                torch.zeros(0, dtype=torch.long, device=device)
+        else:
+            if not 0 <= int(component) < self.n_components:
+                raise RegularizerError(f"component must be in [0, {self.n_components}), got {component}")
+            idx = torch.full((n,), int(component), dtype=torch.long, device=device)
+        eps = torch.randn(n, self.dim, 1, generator=generator, device=device, dtype=dtype)
+        return self.means[idx] + (self.scale_tril[idx] @ eps).squeeze(-1)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """Mixture log density [N] of points z [N, d]."""
+        comp = torch.distributions.MultivariateNormal(self.means.to(z.dtype), scale_tril=self.scale_tril.to(z.dtype))
+        mix = torch.distributions.Categorical(probs=self.weights.to(z.dtype))
+        return torch.distributions.MixtureSameFamily(mix, comp).log_prob(z)
+
+
+def fit_ex_post_gmm(
+    codes: Tensor | np.ndarray,
+    n_components: int = 10,
+    covariance: str = "full",
+    seed: int = 0,
+    max_iter: int = 200,
+    dtype: torch.dtype = torch.float32,
+) -> ExPostGMM:
+    """Fit a GMM on latent codes [N, d] with ``sklearn.mixture.GaussianMixture``.
+
+    Defaults follow RAE's setting (10 components, full covariances). ``covariance`` is one of
+    full / tied / diag / spherical; every type is stored as full Cholesky factors.
+    """
+    from sklearn.mixture import GaussianMixture  # heavy import, only needed here
+
+    if covariance not in _COVARIANCE_TYPES:
+        raise RegularizerError(f"covariance must be one of {', '.join(_COVARIANCE_TYPES)}; got {covariance!r}")
+    x = codes.detach().cpu().double().numpy() if isinstance(codes, Tensor) else np.asarray(codes, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise RegularizerError(f"codes must have shape [N, d], got {x.shape}")
+    if n_components < 1 or x.shape[0] < max(2, n_components):
+        raise RegularizerError(
+            f"need n_components >= 1 and at least max(2, n_components) codes; got {n_components} components "
+            f"and {x.shape[0]} codes"
+        )
+    if not np.isfinite(x).all():
+        raise RegularizerError("codes contain NaN or infinite values")
+    gmm = GaussianMixture(
+        n_components=n_components, covariance_type=covariance, random_state=seed, max_iter=max_iter
+    ).fit(x)
+    k, d = n_components, x.shape[1]
+    cov = gmm.covariances_
+    if covariance == "tied":
+        cov = np.broadcast_to(cov, (k, d, d))
+    elif covariance == "diag":
+        cov = np.stack([np.diag(c) for c in cov])
+    elif covariance == "spherical":
+        cov = cov[:, None, None] * np.eye(d)[None]
+    scale_tril = np.linalg.cholesky(cov)
+    return ExPostGMM(
+        torch.as_tensor(gmm.weights_, dtype=dtype),
+        torch.as_tensor(gmm.means_, dtype=dtype),
+        torch.as_tensor(scale_tril, dtype=dtype),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Regularisers
+# ----------------------------------------------------------------------------------------------
+
+
+class LatentRegularizer(nn.Module):
+    """Base class. Subclasses set ``name``, ``stochastic``, ``encoder_outputs``, ``option_docs``.
+
+    stochastic: whether the encoder defines a distribution (z is sampled while training).
+    encoder_outputs: 1 (mean only; the encoder's logvar must be None) or 2 (mean and logvar).
+    option_docs: constructor option -> one-line description (what ``make_regularizer`` accepts).
+    """
+
+    name: ClassVar[str] = ""
+    stochastic: ClassVar[bool] = False
+    encoder_outputs: ClassVar[int] = 1
+    option_docs: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        if int(latent_dim) < 1:
+            raise RegularizerError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.latent_dim = int(latent_dim)
+        # Non-persistent: tracks .to(device/dtype) for prior sampling without entering state_dict.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+        self.config: dict[str, Any] = {"name": self.name, "latent_dim": self.latent_dim}
+
+    # -- encoder side ------------------------------------------------------------------------
+    def encoder_logvar(self, h_mean: Tensor, h_logvar: Tensor | None) -> Tensor | None:
+        """The log-variance of q(z|x) [B, D] used for sampling, or None if deterministic."""
+        return h_logvar if self.stochastic else None
+
+    def latent(self, h_mean: Tensor, h_logvar: Tensor | None = None, training: bool | None = None) -> Tensor:
+        """Code z [B, D] from encoder outputs; samples mean + exp(logvar/2) * eps when stochastic and
+        training (``training`` None -> ``self.training``), else returns the mean."""
+        if h_mean.ndim != 2 or h_mean.shape[1] != self.latent_dim:
+            raise RegularizerError(f"h_mean must have shape [B, {self.latent_dim}], got {tuple(h_mean.shape)}")
+        if self.encoder_outputs == 1 and h_logvar is not None:
+            raise RegularizerError(f"{self.name!r} uses a mean-only encoder (encoder_outputs=1) but got a logvar")
+        if self.encoder_outputs == 2 and (h_logvar is None or h_logvar.shape != h_mean.shape):
+            got = None if h_logvar is None else tuple(h_logvar.shape)
+            raise RegularizerError(f"{self.name!r} needs a logvar of shape {tuple(h_mean.shape)}, got {got}")
+        training = self.training if training is None else training
+        if not (self.stochastic and training):
+            return h_mean
+        logvar = self.encoder_logvar(h_mean, h_logvar)
+        return h_mean + torch.exp(0.5 * logvar) * torch.randn_like(h_mean)
+
+    # -- loss --------------------------------------------------------------------------------
+    def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        """Named raw terms plus "total" (the weighted sum), all scalars. z, mean, logvar: [B, D]."""
+        raise NotImplementedError
+
+    def forward(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        return self.loss(z, mean, logvar)
+
+    # -- decoding side -----------------------------------------------------------------------
+    def sample_prior(self, n: int, component: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """n latent points [n, D] from the prior (default: N(0, I), a single component 0)."""
+        if component not in (None, 0):
+            raise RegularizerError(f"{self.name!r} has a single-component N(0, I) prior; component must be None or 0")
+        if n < 0:
+            raise RegularizerError(f"n must be >= 0, got {n}")
+        a = self._anchor
+        return torch.randn(n, self.latent_dim, generator=generator, device=a.device, dtype=a.dtype)
+
+    @property
+    def n_prior_components(self) -> int:
+        """How many components ``sample_prior(component=...)`` accepts."""
+        return 1
+
+
+class GMMRegularizer(LatentRegularizer):
+    """The method: lambda_KS * L_KS + lambda_CV * L_CV towards an equal-weight GMM prior.
+
+    The weights are 1 / the mean loss of true prior samples of ``batch_size`` (estimated once, with a
+    generator seeded by ``seed``) and are buffers, so they are saved and restored with ``state_dict``,
+    as are the prior's means and sigma. Train with this batch size (drop the last, smaller batch):
+    L_KS of a perfect sample scales like 1/(6N), so other sizes are scored on a different scale.
+    """
+
+    name = "gmm"
+    stochastic = False
+    encoder_outputs = 1
+    option_docs = {
+        "n_components": "K, number of mixture components (10, as in the authors' configurations)",
+        "sigma": "shared standard deviation of every component (1.0)",
+        "radius": "distance of the centres from the origin; None -> 3*sqrt(2)*sigma, so neighbouring "
+        "centres are 6 sigma apart (the separation the authors' code enforces)",
+        "seed": "seed for centre placement when K > 2*latent_dim and for the weight estimate (0)",
+        "n_weight_batches": "prior batches used to estimate lambda_KS and lambda_CV (256: ~6% standard error)",
+    }
+
+    lambda_ks: Tensor
+    lambda_cv: Tensor
+
+    def __init__(
+        self,
+        latent_dim: int,
+        batch_size: int,
+        n_components: int = 10,
+        sigma: float = 1.0,
+        radius: float | None = None,
+        seed: int = 0,
+        n_weight_batches: int = 256,
+        prior: GaussianMixturePrior | None = None,
+    ) -> None:
+        super().__init__(latent_dim)
+        if prior is None:
+            try:
+                prior = GaussianMixturePrior.with_default_centres(latent_dim, n_components, sigma, radius, seed)
+            except PriorError as err:
+                raise RegularizerError(str(err)) from err
+        elif prior.dim != latent_dim:
+            raise RegularizerError(f"prior has dim {prior.dim} but latent_dim is {latent_dim}")
+        self.prior = prior
+        self.batch_size = int(batch_size)
+        gen = torch.Generator(device=prior.means.device).manual_seed(int(seed))
+        lam_ks, lam_cv = estimate_loss_weights(prior, self.batch_size, n_weight_batches, generator=gen)
+        self.register_buffer("lambda_ks", torch.tensor(lam_ks, dtype=prior.means.dtype))
+        self.register_buffer("lambda_cv", torch.tensor(lam_cv, dtype=prior.means.dtype))
+        self.config.update(
+            batch_size=self.batch_size,
+            n_components=prior.n_components,
+            sigma=float(prior.sigma),
+            radius=None if radius is None else float(radius),
+            seed=int(seed),
+            n_weight_batches=int(n_weight_batches),
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"latent_dim={self.latent_dim}, batch_size={self.batch_size}, "
+            f"lambda_ks={float(self.lambda_ks):.4g}, lambda_cv={float(self.lambda_cv):.4g}"
+        )
+
+    def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        ks = ks_loss(z, self.prior)
+        cv = cv_loss(z, self.prior)
+        total = self.lambda_ks.to(z.dtype) * ks + self.lambda_cv.to(z.dtype) * cv
+        return {"total": total, "ks": ks, "cv": cv}
+
+    def sample_prior(self, n: int, component: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        try:
+            return self.prior.sample(n, component=component, generator=generator)
+        except PriorError as err:
+            raise RegularizerError(str(err)) from err
+
+    @property
+    def n_prior_components(self) -> int:
+        return self.prior.n_components
+
+
+def _require(t: Tensor | None, what: str, reg: str, like: Tensor) -> Tensor:
+    if t is None:
+        raise RegularizerError(f"{reg!r} loss needs the encoder's {what}")
+    if t.shape != like.shape:
+        raise RegularizerError(f"{reg!r} loss: {what} has shape {tuple(t.shape)}, expected {tuple(like.shape)}")
+    return t
+
+
+class VAERegularizer(LatentRegularizer):
+    """VAE: beta * KL(N(mean, exp(logvar)) || N(0, I)), summed over latent dimensions and averaged
+    over the batch (nats per example; pair it with a reconstruction loss summed over time steps for
+    the ELBO proper)."""
+
+    name = "vae"
+    stochastic = True
+    encoder_outputs = 2
+    option_docs = {"beta": "weight of the KL term (1.0: the ELBO)"}
+
+    def __init__(self, latent_dim: int, beta: float = 1.0) -> None:
+        super().__init__(latent_dim)
+        self.beta = float(beta)
+        self.config.update(beta=self.beta)
+
+    def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        mean = _require(mean, "mean", self.name, z)
+        logvar = _require(logvar, "logvar", self.name, z)
+        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+        return {"total": self.beta * kl, "kl": kl}
+
+
+class CVVAERegularizer(LatentRegularizer):
+    """Constant-variance VAE: q(z|x) = N(mean, encoder_std^2 I) with encoder_std fixed (not learned).
+
+    The KL to N(0, I) is 0.5 ||mean||^2 + a constant; the loss is beta * the mean part, summed over
+    dimensions and averaged over the batch. ``logvar`` (a buffer) is 2 log(encoder_std).
+    """
+
+    name = "cv-vae"
+    stochastic = True
+    encoder_outputs = 1
+    option_docs = {
+        "beta": "weight of the KL term (1.0)",
+        "encoder_std": "the constant encoder standard deviation (0.7, the value of the RAE authors' CV-VAE runs)",
+    }
+
+    logvar: Tensor
+
+    def __init__(self, latent_dim: int, beta: float = 1.0, encoder_std: float = 0.7) -> None:
+        super().__init__(latent_dim)
+        if not (math.isfinite(encoder_std) and encoder_std > 0):
+            raise RegularizerError(f"encoder_std must be a finite number > 0, got {encoder_std}")
+        self.beta = float(beta)
+        self.register_buffer("logvar", torch.tensor(2.0 * math.log(encoder_std)))
+        self.config.update(beta=self.beta, encoder_std=float(encoder_std))
+
+    def encoder_logvar(self, h_mean: Tensor, h_logvar: Tensor | None) -> Tensor:
+        return self.logvar.to(h_mean.dtype).expand_as(h_mean)
+
+    def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        mean = _require(mean, "mean", self.name, z)
+        kl = 0.5 * mean.square().sum(dim=1).mean()
+        return {"total": self.beta * kl, "kl": kl}
+
+
+class RAERegularizer(LatentRegularizer):
+    """RAE: beta * ||z||^2 (summed over dimensions, averaged over the batch) on deterministic codes.
+
+    Decoder regularisation (L2 on the decoder's weights) is not part of this loss: the trainer applies
+    it as the optimiser's weight decay on the decoder's parameters, ``decoder_weight_decay``. Sampling
+    needs an ex-post GMM on the training codes: call ``fit_ex_post(codes)`` after training; it is a
+    submodule, so it is saved and restored with ``state_dict``.
+    """
+
+    name = "rae"
+    stochastic = False
+    encoder_outputs = 1
+    option_docs = {
+        "beta": "weight of ||z||^2 (1e-3: a weak pull towards the origin relative to a summed "
+        "cross-entropy; RAE only needs bounded codes, the ex-post GMM does the density)",
+        "decoder_weight_decay": "L2 coefficient for the decoder's weights, applied as optimiser weight decay "
+        "(1e-6, RAE-L2's CIFAR setting)",
+    }
+
+    def __init__(self, latent_dim: int, beta: float = 1e-3, decoder_weight_decay: float = 1e-6) -> None:
+        super().__init__(latent_dim)
+        self.beta = float(beta)
+        self.decoder_weight_decay = float(decoder_weight_decay)
+        self.ex_post: ExPostGMM | None
+        self.register_module("ex_post", None)
+        self.config.update(beta=self.beta, decoder_weight_decay=self.decoder_weight_decay)
+
+    def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        _check_codes(z, self.latent_dim, 1, "rae loss")
+        l2 = z.square().sum(dim=1).mean()
+        return {"total": self.beta * l2, "l2": l2}
+
+    def fit_ex_post(
+        self, codes: Tensor | np.ndarray, n_components: int = 10, covariance: str = "full", seed: int = 0
+    ) -> ExPostGMM:
+        """Fit (or refit) the ex-post GMM on training codes [N, D] and keep it for ``sample_prior``."""
+        gmm = fit_ex_post_gmm(codes, n_components=n_components, covariance=covariance, seed=seed)
+        if gmm.dim != self.latent_dim:
+            raise RegularizerError(f"codes have dim {gmm.dim} but latent_dim is {self.latent_dim}")
+        self.ex_post = gmm.to(self._anchor.device)
+        return self.ex_post
+
+    def sample_prior(self, n: int, component: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        if self.ex_post is None:
+            raise RegularizerError("the RAE has no ex-post GMM yet: call fit_ex_post(training codes) first")
+        return self.ex_post.sample(n, component=component, generator=generator)
+
+    @property
+    def n_prior_components(self) -> int:
+        return 0 if self.ex_post is None else self.ex_post.n_components
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:  # type: ignore[no-untyped-def]
+        # A saved RAE may carry an ex-post GMM this instance does not have yet: build an empty one of
+        # the saved shapes so the normal loading fills it (children load after this method).
+        key = prefix + "ex_post.means"
+        if self.ex_post is None and key in state_dict:
+            k, d = state_dict[key].shape
+            self.ex_post = ExPostGMM(torch.ones(k) / k, torch.zeros(k, d), torch.eye(d).expand(k, d, d))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+class WAERegularizer(LatentRegularizer):
+    """WAE-MMD: weight * MMD^2(z, fresh N(0, I) samples of the same size), IMQ kernels (``mmd_imq``)."""
+
+    name = "wae"
+    stochastic = False
+    encoder_outputs = 1
+    option_docs = {
+        "weight": "weight of the MMD term (10.0, the WAE paper's MNIST setting)",
+        "scales": "IMQ kernel scales, multiples of C = 2*latent_dim (WAE authors' code: 0.1 ... 10)",
+    }
+
+    def __init__(self, latent_dim: int, weight: float = 10.0, scales: tuple[float, ...] = WAE_IMQ_SCALES) -> None:
+        super().__init__(latent_dim)
+        scales = tuple(float(s) for s in scales)
+        if not scales or any(not (math.isfinite(s) and s > 0) for s in scales):
+            raise RegularizerError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
+        self.weight = float(weight)
+        self.scales = scales
+        self.config.update(weight=self.weight, scales=list(scales))
+
+    def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
+        _check_codes(z, self.latent_dim, 2, "wae loss")
+        mmd = mmd_imq(z, torch.randn_like(z), prior_var=1.0, scales=self.scales)
+        return {"total": self.weight * mmd, "mmd": mmd}
+
+
+# ----------------------------------------------------------------------------------------------
+# Factory
+# ----------------------------------------------------------------------------------------------
+
+REGULARIZERS: dict[str, type[LatentRegularizer]] = {
+    cls.name: cls for cls in (GMMRegularizer, VAERegularizer, CVVAERegularizer, RAERegularizer, WAERegularizer)
+}
+
+
+def _lookup(name: str) -> type[LatentRegularizer]:
+    try:
+        return REGULARIZERS[name]
+    except KeyError:
+        raise RegularizerError(
+            f"unknown regulariser {name!r}; valid names: {', '.join(REGULARIZERS)}"
+        ) from None
+
+
+def regularizer_options(name: str) -> dict[str, tuple[Any, str]]:
+    """Option -> (default, description) for the regulariser ``name`` (for CLI help and configs)."""
+    cls = _lookup(name)
+    params = inspect.signature(cls.__init__).parameters
+    return {opt: (params[opt].default, doc) for opt, doc in cls.option_docs.items()}
+
+
+def make_regularizer(name: str, latent_dim: int, batch_size: int, **options: Any) -> LatentRegularizer:
+    """Build the regulariser ``name`` (one of gmm, vae, cv-vae, rae, wae).
+
+    ``batch_size`` is the training batch size (the GMM weights are estimated for it; checked >= 2 for
+    all, since every batch loss needs two codes). ``options`` are those of ``regularizer_options(name)``;
+    an unknown option is an error naming the accepted ones. ``reg.config`` records everything needed to
+    rebuild it.
+    """
+    cls = _lookup(name)
+    unknown = sorted(set(options) - set(cls.option_docs))
+    if unknown:
+        raise RegularizerError(
+            f"unknown option(s) {unknown} for regulariser {name!r}; accepted: {', '.join(cls.option_docs) or 'none'}"
+        )
+    if int(batch_size) < 2:
+        raise RegularizerError(f"batch_size must be >= 2, got {batch_size}")
+    if cls is GMMRegularizer:
+        reg: LatentRegularizer = cls(latent_dim, batch_size, **options)
+    else:
+        reg = cls(latent_dim, **options)
+    reg.config.setdefault("batch_size", int(batch_size))
+    return reg
