@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from molks.cli.grammar import app as grammar_app
+from molks.cli.train import train_command
 
 app = typer.Typer(
     name="molks",
@@ -13,5 +14,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(grammar_app, name="grammar")
+app.command("train")(train_command)
 
 __all__ = ["app"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="Inspect grammars: coverage, ambiguity, unused symbols.", no_args_is_help=True)
@@ -17,3 +19,40 @@ def show(grammar: str = typer.Argument("smiles", help="A bundled grammar name or
                f"{len(g.terminals)} terminals, parser {g.parser_kind}, file {g.path}")
     for i, p in enumerate(g.productions):
         typer.echo(f"{i:4d}  {p}")
+
+
+@app.command("check")
+def check(
+    grammar: str = typer.Argument(..., help="A bundled grammar name or a .cfg path."),
+    datafile: Path = typer.Argument(..., help="Data, one item per line: .txt (whole lines), .smi, .csv (SMILES column); optionally .gz."),
+    sample: int = typer.Option(200, "--sample", min=0, help="Items checked for ambiguity with nltk (non-LL(1)/LALR grammars)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    processes: int = typer.Option(0, "--processes", min=0, help="Worker processes for parsing (0: every core)."),
+    max_failures: int = typer.Option(10, "--max-failures", min=0, help="Failures listed in the report."),
+) -> None:
+    """Check a grammar against data: coverage, ambiguity, unused symbols, LL(1) conflicts, longest derivation."""
+    import json
+    import os
+
+    from molks.grammar import Grammar, GrammarError
+    from molks.grammar.check import check_grammar, read_lines
+
+    try:
+        g = Grammar.load(grammar)
+        items, numbers = read_lines(datafile)
+    except (GrammarError, FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    report = check_grammar(
+        g,
+        items,
+        line_numbers=numbers,
+        sample=sample,
+        max_failures=max_failures,
+        processes=processes or os.cpu_count() or 1,
+    )
+    typer.echo(f"data: {datafile}")
+    typer.echo(report.format())
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"report written to {json_out}")

@@ -69,6 +69,14 @@ class Grammar:
         self.productions: list[nltk.grammar.Production] = list(self.cfg.productions())
         if not self.productions:
             raise GrammarError(f"{where}: the grammar has no productions")
+        first_index: dict[nltk.grammar.Production, int] = {}
+        for index, production in enumerate(self.productions):
+            # A repeated production makes every sentence using it ambiguous (and lark refuses it).
+            if production in first_index:
+                raise GrammarError(
+                    f"{where}: production {index} ({production}) is listed twice (first as {first_index[production]})"
+                )
+            first_index[production] = index
 
         directives = dict(_DIRECTIVE.findall(text))
         self.tokenizer_name = directives.get("tokenizer", "terminals")
@@ -117,9 +125,12 @@ class Grammar:
         else:
             self._parser = GeneralParser(len(self.nonterminals), self._encoded, self.terminals, self.cfg)
             self.parser_kind = self._parser.kind
-        self._tokenize: Callable[[str], list[str]] = (
-            smiles_tokenize if self.tokenizer_name == "smiles" else TerminalTokenizer(self.terminals)
-        )
+        try:
+            self._tokenize: Callable[[str], list[str]] = (
+                smiles_tokenize if self.tokenizer_name == "smiles" else TerminalTokenizer(self.terminals)
+            )
+        except TokenizeError as err:
+            raise GrammarError(f"{where}: {err}") from None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -183,11 +194,12 @@ class Grammar:
         tokens = self._tokenize(text)
         try:
             return self._parser.parse(tokens)
-        except ParseError as err:
+        except (ParseError, TokenizeError) as err:  # positions are token indices here: report characters
             position = _character_offset(text, tokens, err.position or 0)
             token = tokens[err.position] if err.position is not None and err.position < len(tokens) else None
             where = f"{token!r} at position {position}" if token is not None else f"the end (position {position})"
-            raise ParseError(f"{text!r} does not parse at {where}: {err}", position=position) from None
+            what = "does not parse" if isinstance(err, ParseError) else "has a token outside the grammar"
+            raise type(err)(f"{text!r} {what} at {where}: {err}", position=position) from None
 
     def parse_tokens(self, tokens: Sequence[str]) -> list[int]:
         """Like :meth:`parse` for already tokenized input; ``position`` of an error is a token index."""

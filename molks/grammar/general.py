@@ -12,7 +12,7 @@ import nltk
 from lark.lexer import Lexer
 
 from molks.grammar.analysis import Production
-from molks.grammar.errors import ParseError
+from molks.grammar.errors import ParseError, TokenizeError
 
 
 class _TokenLexer(Lexer):
@@ -53,7 +53,9 @@ class GeneralParser:
         if terminals:
             text += "\n%declare " + " ".join(self._terminal_type.values())
         try:
-            self._lark = lark.Lark(text, parser="lalr", lexer=_TokenLexer, start="n0")
+            # strict: lark otherwise resolves shift/reduce conflicts silently (as shift), which would
+            # accept ambiguous grammars as LALR and return a parse other than nltk's first tree.
+            self._lark = lark.Lark(text, parser="lalr", lexer=_TokenLexer, start="n0", strict=True)
             self.kind = "lalr"
         except lark.exceptions.GrammarError:
             self._lark = lark.Lark(text, parser="earley", lexer=_TokenLexer, start="n0", ambiguity="explicit")
@@ -64,7 +66,7 @@ class GeneralParser:
         for position, token in enumerate(tokens):
             type_name = self._terminal_type.get(token)
             if type_name is None:
-                raise ParseError(f"token {token!r} is not a terminal of the grammar", position=position)
+                raise TokenizeError(f"token {token!r} is not a terminal of the grammar", position=position)
             types.append(type_name)
         try:
             tree = self._lark.parse(types)
@@ -77,7 +79,7 @@ class GeneralParser:
             ) from None
         except lark.exceptions.UnexpectedInput as err:
             position = getattr(err, "pos_in_stream", None)
-            if position is None or position >= len(tokens):
+            if position is None or position < 0 or position >= len(tokens):  # UnexpectedEOF says -1
                 raise ParseError("the sentence ends early", position=len(tokens)) from None
             raise ParseError(
                 f"unexpected token {tokens[position]!r} at token {position}", position=position

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from molks.grammar.analysis import END, LL1Table, Production
-from molks.grammar.errors import GrammarError, ParseError
+from molks.grammar.errors import GrammarError, ParseError, TokenizeError
 
 # (productions emitted, symbols to push (bottom first), whether the lookahead token was consumed)
 _Chain = tuple[tuple[int, ...], tuple[int, ...], bool]
@@ -77,7 +77,7 @@ class LL1Parser:
         for position, token in enumerate(tokens):
             row = rows.get(token)
             if row is None:
-                raise ParseError(f"token {token!r} is not a terminal of the grammar", position=position)
+                raise TokenizeError(f"token {token!r} is not a terminal of the grammar", position=position)
             while True:
                 if not stack:
                     raise ParseError(

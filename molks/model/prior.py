@@ -9,11 +9,14 @@ Centre placement (``default_centres``), deterministic so a model can be rebuilt 
 * K = 1: the origin, i.e. the prior is N(0, sigma^2 I), the VAE prior.
 * 2 <= K <= 2d: +radius e_1, -radius e_1, +radius e_2, -radius e_2, ... (signed coordinate axes,
   in that order). Distinct centres are at least radius*sqrt(2) apart (2*radius for K = 2), no seed
-  is involved, and every centre differs from the others in at most two coordinates, which keeps the
-  marginals (what L_KS sees) distinct and the mixture covariance diagonal when K is even.
-* K > 2d (more components than signed axes): points on the sphere of that radius chosen by greedy
-  farthest-point selection from seeded uniform candidates, so they are spread out (not clumped as
-  plain random points can be in low dimension) yet reproducible from ``seed``.
+  is involved, each centre lies on one axis so the layout is easy to read off (and to plot), and for
+  even K the centres' mean is the origin and the mixture covariance is diagonal.
+* K > 2d (more components than signed axes), d >= 2: points on the sphere of that radius, spread out
+  rather than clumped as plain random points can be in low dimension: greedy farthest-point
+  selection from seeded uniform candidates, then a fixed number of projected gradient steps on the
+  sphere that minimise the repulsion energy sum 1/|c_i - c_j|^2 (on a circle this reaches the even
+  spacing). Reproducible from ``seed``; cost O(K^2 d) per step, meant for K up to a few hundred.
+* K > 2 in d = 1 (the "sphere" is two points): evenly spaced on [-radius, radius].
 
 The default radius, ``3*sqrt(2)*sigma``, puts neighbouring axis centres 6 sigma apart: the
 separation the authors' public code enforces between prior means (it rescales its centres until
@@ -63,18 +66,35 @@ def default_centres(
         for k in range(n_components):
             means[k, k // 2] = radius if k % 2 == 0 else -radius
         return means.to(dtype)
-    # More components than signed axes: spread points on the sphere by farthest-point selection.
+    if dim == 1:
+        return torch.linspace(-radius, radius, n_components, dtype=torch.float64).unsqueeze(1).to(dtype)
+    return (radius * _spread_on_sphere(dim, n_components, seed)).to(dtype)
+
+
+def _spread_on_sphere(dim: int, n: int, seed: int, steps: int = 200) -> Tensor:
+    """n well-separated unit vectors [n, dim] (float64): farthest-point selection, then repulsion."""
     gen = torch.Generator().manual_seed(int(seed))
-    n_candidates = max(64 * n_components, 1024)
-    candidates = torch.randn(n_candidates, dim, generator=gen, dtype=torch.float64)
+    candidates = torch.randn(max(64 * n, 1024), dim, generator=gen, dtype=torch.float64)
     candidates = candidates / candidates.norm(dim=1, keepdim=True).clamp_min(1e-12)
     chosen = [0]
     min_dist = (candidates - candidates[0]).norm(dim=1)
-    for _ in range(n_components - 1):
+    for _ in range(n - 1):
         nxt = int(torch.argmax(min_dist))
         chosen.append(nxt)
         min_dist = torch.minimum(min_dist, (candidates - candidates[nxt]).norm(dim=1))
-    return (radius * candidates[chosen]).to(dtype)
+    x = candidates[chosen]
+    # Greedy selection only guarantees half the best minimum spacing: relax with a repulsion energy,
+    # projected on the sphere, with a step that shrinks linearly to zero (deterministic, no tuning).
+    eye = torch.eye(n, dtype=torch.float64)
+    for t in range(steps):
+        diff = x.unsqueeze(1) - x.unsqueeze(0)  # [n, n, dim]
+        inv_d2 = 1.0 / (diff.square().sum(-1) + eye) - eye
+        grad = -2.0 * (inv_d2.square().unsqueeze(-1) * diff).sum(1)  # d/dx_i of sum_{i<j} 1/|x_i-x_j|^2
+        grad = grad - (grad * x).sum(1, keepdim=True) * x  # tangent part
+        step = 0.1 / math.sqrt(n) * (1.0 - t / steps) / grad.norm(dim=1).max().clamp_min(1e-12)
+        x = x - step * grad
+        x = x / x.norm(dim=1, keepdim=True)
+    return x
 
 
 class GaussianMixturePrior(nn.Module):

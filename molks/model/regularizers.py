@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from molks.model.prior import GaussianMixturePrior, PriorError, default_radius
+from molks.model.prior import GaussianMixturePrior, PriorError
 
 __all__ = [
     "CVVAERegularizer",
@@ -171,10 +171,11 @@ def mmd_imq(x: Tensor, y: Tensor, prior_var: float = 1.0, scales: tuple[float, .
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if n < 2 or m < 2:
         raise RegularizerError(f"mmd_imq: needs at least 2 points in each sample, got {n} and {m}")
-    # Explicit squared distances (cdist's matmul path loses precision and has no gradient at 0).
-    dxx = (x.unsqueeze(1) - x.unsqueeze(0)).square().sum(-1)
-    dyy = (y.unsqueeze(1) - y.unsqueeze(0)).square().sum(-1)
-    dxy = (x.unsqueeze(1) - y.unsqueeze(0)).square().sum(-1)
+    # |a|^2 + |b|^2 - 2 a.b: O(N M) memory instead of O(N M d); no sqrt, so smooth at zero distance.
+    nx, ny = x.square().sum(1), y.square().sum(1)
+    dxx = (nx.unsqueeze(1) + nx.unsqueeze(0) - 2.0 * x @ x.T).clamp_min(0.0)
+    dyy = (ny.unsqueeze(1) + ny.unsqueeze(0) - 2.0 * y @ y.T).clamp_min(0.0)
+    dxy = (nx.unsqueeze(1) + ny.unsqueeze(0) - 2.0 * x @ y.T).clamp_min(0.0)
     off_x = 1.0 - torch.eye(n, device=x.device, dtype=x.dtype)
     off_y = 1.0 - torch.eye(m, device=y.device, dtype=y.dtype)
     stat = x.new_zeros(())
@@ -584,8 +585,12 @@ class RAERegularizer(LatentRegularizer):
         # the saved shapes so the normal loading fills it (children load after this method).
         key = prefix + "ex_post.means"
         if self.ex_post is None and key in state_dict:
-            k, d = state_dict[key].shape
-            self.ex_post = ExPostGMM(torch.ones(k) / k, torch.zeros(k, d), torch.eye(d).expand(k, d, d))
+            saved = state_dict[key]
+            k, d = saved.shape
+            opts = {"dtype": saved.dtype, "device": self._anchor.device}
+            self.ex_post = ExPostGMM(
+                torch.full((k,), 1.0 / k, **opts), torch.zeros(k, d, **opts), torch.eye(d, **opts).expand(k, d, d)
+            )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 

@@ -34,8 +34,11 @@ from types import ModuleType
 from typing import TypedDict
 
 import numpy as np
+from nltk.grammar import Production
 from rdkit import Chem, RDConfig, rdBase
 from rdkit.Chem import QED, Crippen
+
+from molks.grammar import Grammar, GrammarError
 
 __all__ = [
     "Target",
@@ -96,6 +99,8 @@ _CYCLE_MEAN, _CYCLE_STD = -0.0485696876403053, 0.2860212110245455
 
 
 class PenalizedLogPTerms(TypedDict):
+    """The columns a molecule's score is made of (for result tables)."""
+
     logp: float  # Crippen MolLogP
     sa: float  # synthetic accessibility, 1 (easy) .. 10 (hard)
     cycle: float  # -max(0, largest ring size - 6)
@@ -107,8 +112,8 @@ def _sascorer() -> ModuleType:
     """RDKit Contrib's SA_Score module (not importable as a package), loaded once per process."""
     path = os.path.join(RDConfig.RDContribDir, "SA_Score", "sascorer.py")
     spec = importlib.util.spec_from_file_location("molks_rdkit_sascorer", path)
-    if spec is None or spec.loader is None:
-        raise TargetError(f"RDKit's SA_Score module is missing: {path}")
+    if not os.path.isfile(path) or spec is None or spec.loader is None:
+        raise TargetError(f"this RDKit installation lacks its Contrib SA_Score module: {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # Its fragment table (RDKit's own fpscores.pkl.gz) is read lazily; read it now so that
@@ -190,50 +195,65 @@ def _qed_batch(smiles: list[str]) -> list[float | None]:
 
 EXPRESSION_WORST = 1000.0  # the GVAE's cap on the pointwise squared error
 _EXPRESSION_X = np.linspace(-10.0, 10.0, 1000)
-with np.errstate(all="ignore"):
-    _EXPRESSION_Y = 1.0 / 3.0 + _EXPRESSION_X + np.sin(_EXPRESSION_X * _EXPRESSION_X)
+_EXPRESSION_Y = 1.0 / 3.0 + _EXPRESSION_X + np.sin(_EXPRESSION_X * _EXPRESSION_X)
 
-# One evaluation step per production, applied to its children's values (arrays over x).
-_Step = Callable[[list[np.ndarray]], np.ndarray]
-_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "+": np.add,
-    "-": np.subtract,
-    "*": np.multiply,
-    "/": np.divide,
-}
-_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {"(": np.positive, "sin(": np.sin, "exp(": np.exp}
+# The arithmetic grammar chains every operator at one level (S -> S '+' T | S '*' T | ...),
+# so its tree reads "x + 1 * 2" as (x + 1) * 2. The GVAE scored the text with Python's
+# eval, i.e. with * and / binding tighter than +, and so does this evaluator: a node's
+# value is a pair (sum of the finished terms or None, current product term), and an
+# operator chain folds into it left to right exactly as Python evaluates the text.
+_Value = tuple[np.ndarray | None, np.ndarray]  # each array: values over the 1000 points of x
+_Step = Callable[[list[_Value]], _Value]
 
 
-def _step(production: object) -> tuple[int, _Step]:
-    """(number of children, evaluation) for one production of an arithmetic grammar."""
-    rhs = production.rhs()  # type: ignore[attr-defined]
+def _collapse(value: _Value) -> np.ndarray:
+    total, term = value
+    return term if total is None else total + term
+
+
+def _add(v: list[_Value]) -> _Value:
+    return _collapse(v[0]), _collapse(v[1])
+
+
+def _multiply(v: list[_Value]) -> _Value:
+    return v[0][0], v[0][1] * _collapse(v[1])
+
+
+def _divide(v: list[_Value]) -> _Value:
+    return v[0][0], v[0][1] / _collapse(v[1])
+
+
+_BINARY: dict[str, _Step] = {"+": _add, "*": _multiply, "/": _divide}
+_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {"(": lambda a: a, "sin(": np.sin, "exp(": np.exp}
+
+
+def _step(production: Production) -> tuple[int, _Step]:
+    """(number of children, evaluation) for one production of the arithmetic grammar."""
+    rhs = production.rhs()
     terminals = [s for s in rhs if isinstance(s, str)]
     arity = len(rhs) - len(terminals)
     if arity == 2 and len(terminals) == 1 and terminals[0] in _BINARY:
-        op = _BINARY[terminals[0]]
-        return 2, lambda v: op(v[0], v[1])
+        return 2, _BINARY[terminals[0]]
     if arity == 1 and not terminals:
         return 1, lambda v: v[0]
     if arity == 1 and len(terminals) == 2 and terminals[1] == ")" and terminals[0] in _UNARY:
         fn = _UNARY[terminals[0]]
-        return 1, lambda v: fn(v[0])
+        return 1, lambda v: (None, fn(_collapse(v[0])))
     if arity == 0 and terminals == ["x"]:
-        return 0, lambda v: _EXPRESSION_X
+        return 0, lambda v: (None, _EXPRESSION_X)
     if arity == 0 and len(terminals) == 1:
         try:
             constant = np.full_like(_EXPRESSION_X, float(terminals[0]))
         except ValueError:
             pass
         else:
-            return 0, lambda v: constant
-    raise TargetError(f"cannot evaluate production {production}: not an arithmetic grammar rule")
+            return 0, lambda v: (None, constant)
+    raise TargetError(f"cannot evaluate production {production}: not a rule of the arithmetic grammar")
 
 
 @cache
-def _arithmetic() -> tuple[object, list[tuple[int, _Step]]]:
+def _arithmetic() -> tuple[Grammar, list[tuple[int, _Step]]]:
     """The bundled arithmetic grammar and one evaluation step per production (once per process)."""
-    from molks.grammar import Grammar
-
     grammar = Grammar.load("arithmetic")
     return grammar, [_step(p) for p in grammar.productions]
 
@@ -244,13 +264,13 @@ def _evaluate(ids: list[int], steps: list[tuple[int, _Step]]) -> np.ndarray:
     The derivation lists the tree in pre-order, so walking it backwards finds every
     node's children already evaluated on the stack, leftmost child on top.
     """
-    stack: list[np.ndarray] = []
+    stack: list[_Value] = []
     for pid in reversed(ids):
         arity, step = steps[pid]
         children = [stack.pop() for _ in range(arity)]
         stack.append(step(children))
     (value,) = stack
-    return value
+    return _collapse(value)
 
 
 def expression_score(text: str) -> float | None:
@@ -258,18 +278,17 @@ def expression_score(text: str) -> float | None:
 
     ``log(1 + mean(min((f(x) - target(x))**2, 1000)))`` over 1000 points evenly spaced in
     [-10, 10], target ``1/3 + x + sin(x*x)``. Tokens are separated by spaces, e.g.
-    ``"x * sin( x ) + 3 / 2"``. A text the grammar cannot parse gives None (the target's
-    ``invalid_score`` is ``log(1001)``); an expression whose score is not finite (NaN
-    anywhere, e.g. ``inf - inf``) scores ``log(1001)``, as in the GVAE code.
+    ``"x * sin( x ) + 3 / 2"``; * and / bind tighter than + (see ``_add``). A text the
+    grammar cannot parse gives None (the target's ``invalid_score`` is ``log(1001)``); an
+    expression whose score is not finite (NaN anywhere, e.g. from ``inf / inf``) scores
+    ``log(1001)``, as in the GVAE code.
     """
-    from molks.grammar.errors import GrammarError
-
     grammar, steps = _arithmetic()
     try:
-        ids = grammar.parse(text)  # type: ignore[attr-defined]
+        ids = grammar.parse(text)
     except GrammarError:
         return None
-    with np.errstate(all="ignore"):  # overflow to inf and inf - inf are scored, not warned about
+    with np.errstate(all="ignore"):  # overflow to inf and inf / inf are scored, not warned about
         error = np.minimum((_evaluate(ids, steps) - _EXPRESSION_Y) ** 2, EXPRESSION_WORST)
         score = float(np.log1p(np.mean(error)))
     return score if math.isfinite(score) else math.log1p(EXPRESSION_WORST)
@@ -376,6 +395,8 @@ def score_many(
     The target's score function must pickle by reference (a module-level function of an
     importable module, as :func:`get_target` gives) to run in worker processes.
     """
+    if isinstance(texts, str):
+        raise TargetError("score_many takes a list of texts, not one string")
     texts = list(texts)
     if processes is None:
         processes = os.cpu_count() or 1

@@ -1,0 +1,211 @@
+"""The Python API over a trained run: ``molks.load(run_dir)`` -> :class:`LatentModel`.
+
+>>> m = molks.load("runs/moses-small")
+>>> z = m.encode(["CCO", "c1ccccc1"])        # tensor [2, D]
+>>> m.decode(z)                              # ['CCO', 'c1ccccc1'] (None where unfinished)
+>>> z, smiles = m.sample(10, component=3)    # decoded prior samples
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from molks.grammar import Grammar, GrammarError
+from molks.model.autoencoder import Autoencoder, ModelConfig
+from molks.model.regularizers import ExPostGMM
+from molks.training.checkpoint import CheckpointError, load_checkpoint
+from molks.training.trainer import resolve_device
+
+__all__ = ["LatentModel", "load", "pad_sequences"]
+
+_SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], length: int, padding_index: int) -> np.ndarray:
+    """Production sequences -> one padded int64 array [N, length]."""
+    out = np.full((len(sequences), length), padding_index, dtype=np.int64)
+    for i, seq in enumerate(sequences):
+        if len(seq) > length:
+            raise GrammarError(f"item {i} needs {len(seq)} productions; the model allows at most {length}")
+        out[i, : len(seq)] = seq
+    return out
+
+
+class LatentModel:
+    """A trained model ready to encode text, decode latent points and sample its prior."""
+
+    def __init__(self, model: Autoencoder, run_dir: Path, ex_post: ExPostGMM | None, device: torch.device) -> None:
+        self.model = model.eval()
+        self.run_dir = run_dir
+        self.ex_post = ex_post
+        self.device = device
+
+    @property
+    def grammar(self) -> Grammar:
+        return self.model.grammar
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def is_molecular(self) -> bool:
+        return self.grammar.tokenizer_name == "smiles"
+
+    def __repr__(self) -> str:
+        c = self.model.config
+        return f"LatentModel({str(self.run_dir)!r}, regularizer={c.regularizer!r}, latent_dim={self.latent_dim}, grammar={self.grammar.name!r})"
+
+    def sequences(self, texts: Sequence[str], canonicalize: bool = True) -> torch.Tensor:
+        """Padded production ids [N, L] of ``texts`` (SMILES are canonicalised with RDKit first)."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of strings, not a single string")
+        if self.is_molecular and canonicalize:
+            texts = [_canonical(text, i) for i, text in enumerate(texts)]
+        ids = []
+        for i, text in enumerate(texts):
+            try:
+                ids.append(self.grammar.parse(text))
+            except GrammarError as err:
+                raise GrammarError(f"item {i}: {err}", position=err.position) from None
+        return torch.from_numpy(pad_sequences(ids, self.model.max_length, self.grammar.padding_index))
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 1024) -> torch.Tensor:
+        """Latent codes [N, D] (on the CPU) of SMILES strings or expressions."""
+        x = self.sequences(texts)
+        return torch.cat(
+            [self.model.encode(x[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        ) if len(x) else torch.empty(0, self.latent_dim)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: torch.Tensor,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        batch_size: int = 1024,
+    ) -> list[str | None]:
+        """Strings decoded from codes z [N, D]; None where decoding hit the length limit."""
+        z = torch.as_tensor(z, dtype=torch.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latent points must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+        out: list[str | None] = []
+        for i in range(0, len(z), batch_size):
+            ids, finished = self.model.decode(
+                z[i : i + batch_size].to(self.device), greedy=greedy, temperature=temperature, generator=generator
+            )
+            for row, done in zip(ids.cpu().tolist(), finished.cpu().tolist()):
+                out.append(self.grammar.derive(row) if done else None)
+        return out
+
+    @torch.no_grad()
+    def decode_robust(
+        self, z: torch.Tensor, n_samples: int = 100, temperature: float = 1.0, seed: int = 0
+    ) -> list[str | None]:
+        """For each code [N, D]: the most frequent valid string among greedy + ``n_samples`` sampled decodings.
+
+        The decoder runs once per code (it is not autoregressive); only the masked selection is
+        repeated, in one batch. Valid means RDKit parses it for molecules, finished otherwise.
+        """
+        z = torch.as_tensor(z, dtype=torch.float32)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        greedy = self.decode(z)
+        results: list[str | None] = []
+        for i in range(len(z)):
+            logits = self.model.decoder(z[i : i + 1].to(self.device)).float().expand(n_samples, -1, -1)
+            ids, finished = self.model.tensors.decode(logits, greedy=False, temperature=temperature, generator=generator)
+            candidates = [greedy[i]] + [
+                self.grammar.derive(row) for row, done in zip(ids.cpu().tolist(), finished.cpu().tolist()) if done
+            ]
+            counts = Counter(c for c in candidates if c is not None and self.is_valid(c))
+            results.append(counts.most_common(1)[0][0] if counts else greedy[i])
+        return results
+
+    def is_valid(self, text: str) -> bool:
+        """RDKit parses it (molecules), or it derives from the grammar (anything else)."""
+        if self.is_molecular:
+            from rdkit import Chem
+
+            return bool(text) and Chem.MolFromSmiles(text) is not None
+        try:
+            self.grammar.parse(text)
+        except GrammarError:
+            return False
+        return True
+
+    @torch.no_grad()
+    def sample_latent(
+        self, n: int, component: int | None = None, source: str = "prior", seed: int | None = None
+    ) -> torch.Tensor:
+        """n latent points [n, D] from the model's prior (``source="prior"``) or the ex-post GMM."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        if source == "prior":
+            return self.model.regularizer.to("cpu").sample_prior(n, component=component, generator=generator).float()
+        if source == "ex-post":
+            if self.ex_post is None:
+                raise ValueError(f"{self.run_dir} has no ex-post GMM (ex_post_gmm.safetensors)")
+            return self.ex_post.sample(n, component=component, generator=generator).float()
+        raise ValueError(f"source must be 'prior' or 'ex-post', got {source!r}")
+
+    def sample(
+        self, n: int, component: int | None = None, temperature: float | None = None, source: str = "prior", seed: int | None = None
+    ) -> tuple[torch.Tensor, list[str | None]]:
+        """Draw n latent points and decode them (greedy, or sampled at ``temperature``)."""
+        z = self.sample_latent(n, component=component, source=source, seed=seed)
+        if temperature is None:
+            return z, self.decode(z)
+        generator = torch.Generator(device=self.device).manual_seed(seed or 0)
+        return z, self.decode(z, greedy=False, temperature=temperature, generator=generator)
+
+
+def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentModel:
+    """Load a trained run directory (or a model shipped with molks, e.g. ``"moses-small"``)."""
+    run = Path(name_or_path)
+    if not run.exists() and (_SHIPPED_DIR / str(name_or_path)).is_dir():
+        run = _SHIPPED_DIR / str(name_or_path)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        shipped = sorted(p.name for p in _SHIPPED_DIR.iterdir() if p.is_dir()) if _SHIPPED_DIR.is_dir() else []
+        raise CheckpointError(f"{run}: not a molks run directory (no config.json); shipped models: {shipped}")
+    try:
+        doc = json.loads(config_path.read_text())
+        config = ModelConfig.from_dict(doc["model"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path}: unreadable run configuration ({err})") from None
+    grammar = Grammar.load(run / doc["grammar"]["file"])
+    grammar.name = doc["grammar"].get("name", grammar.name)
+    if grammar.content_hash != config.grammar_hash:
+        raise CheckpointError(f"{run}: grammar.cfg does not match the grammar the model was trained with")
+    torch_device = resolve_device(device)
+    model = Autoencoder(config, grammar)
+    state, _, _ = load_checkpoint(run / "model.safetensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{run / 'model.safetensors'}: does not fit the configured model ({err})") from None
+    ex_post = None
+    if (run / "ex_post_gmm.safetensors").is_file():
+        tensors, _, _ = load_checkpoint(run / "ex_post_gmm.safetensors")
+        ex_post = ExPostGMM.from_tensors(tensors)
+        if hasattr(model.regularizer, "ex_post"):
+            model.regularizer.ex_post = ex_post  # RAE samples through it
+    return LatentModel(model.to(torch_device), run, ex_post, torch_device)
+
+
+def _canonical(smiles: str, index: int) -> str:
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise GrammarError(f"item {index}: {smiles!r} is not a valid SMILES (RDKit cannot parse it)")
+    return Chem.MolToSmiles(mol)

@@ -1,0 +1,28 @@
+"""Errors raised while reading and parsing datasets."""
+
+from __future__ import annotations
+
+import os
+
+
+class DatasetError(ValueError):
+    """A dataset file cannot be used: it is missing, unreadable, binary, empty, lacks the column
+    asked for, or (with ``strict=True``) holds an item that does not parse.
+
+    ``str(err)`` is ``"FILE:LINE: reason"``, or ``"FILE: reason"`` when no line applies, or just
+    the reason when no file does (e.g. a failed download).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str, *, line: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.reason = reason
+        if self.path is None:
+            super().__init__(reason)
+            return
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {reason}")
+
+
+class CacheWarning(UserWarning):
+    """A dataset cache file was unreadable or inconsistent and is being rebuilt, or could not be written."""

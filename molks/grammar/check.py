@@ -1,0 +1,297 @@
+"""Checking a grammar against data: coverage, ambiguity, unused symbols, LL(1) conflicts.
+
+>>> from molks.grammar import Grammar
+>>> from molks.grammar.check import check_grammar
+>>> report = check_grammar(Grammar.load("arithmetic"), ["x + 1", "x +", "sin( x )"])
+>>> report.n_parsed, report.failures[0].line
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import multiprocessing
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nltk
+
+from molks.grammar.analysis import END, Production, ll1_table, unproductive_nonterminals, unreachable_nonterminals
+from molks.grammar.cfg import Grammar
+from molks.grammar.errors import GrammarError
+
+__all__ = ["GrammarReport", "LineNote", "check_grammar", "read_lines"]
+
+_CHUNK = 5000
+_PARALLEL_MIN = 100_000  # below this, starting worker processes costs more than it saves (~100k items/s serial)
+
+
+@dataclass(frozen=True)
+class LineNote:
+    """One item of the data: its 1-based line number, its text and what was found."""
+
+    line: int
+    text: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """LL(1) conflicts: with ``nonterminal`` on top and any of ``lookaheads`` next, all ``productions`` fit."""
+
+    nonterminal: str
+    lookaheads: list[str]
+    productions: list[str]
+
+
+@dataclass
+class GrammarReport:
+    """What :func:`check_grammar` found; ``format()`` for people, ``to_dict()`` for JSON."""
+
+    grammar: str
+    path: str | None
+    parser_kind: str
+    n_productions: int
+    n_nonterminals: int
+    n_terminals: int
+    n_items: int
+    n_parsed: int
+    failures: list[LineNote]  # the first few, in file order
+    ambiguity_method: str
+    n_ambiguity_checked: int
+    ambiguous: list[LineNote]  # every ambiguous item found in the sample
+    unreachable: list[str]
+    unproductive: list[str]
+    n_ll1_conflicts: int  # (nonterminal, lookahead) pairs with more than one production
+    ll1_conflicts: list[Conflict] = field(default_factory=list)  # grouped by productions; the first few
+    longest: LineNote | None = None  # the item with the longest derivation
+    longest_length: int = 0  # its number of productions
+
+    @property
+    def n_failed(self) -> int:
+        return self.n_items - self.n_parsed
+
+    @property
+    def coverage(self) -> float:
+        return self.n_parsed / self.n_items if self.n_items else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["n_failed"] = self.n_failed
+        out["coverage"] = self.coverage
+        return out
+
+    def format(self) -> str:
+        lines = [
+            f"grammar {self.grammar} ({self.path}): {self.n_productions} productions, "
+            f"{self.n_nonterminals} nonterminals, {self.n_terminals} terminals, parser {self.parser_kind}",
+            f"coverage: {self.n_parsed:,} of {self.n_items:,} items tokenize and parse ({100 * self.coverage:.3f}%)",
+        ]
+        if self.failures:
+            shown = len(self.failures)
+            lines.append(f"  {self.n_failed:,} fail; the first {shown}:" if self.n_failed > shown else f"  {self.n_failed:,} fail:")
+            lines += [f"    line {f.line}: {f.text!r}: {f.note}" for f in self.failures]
+        lines.append(f"ambiguity: {self.ambiguity_method}")
+        if self.n_ambiguity_checked:
+            lines.append(f"  {len(self.ambiguous)} of {self.n_ambiguity_checked} sampled items have more than one parse")
+            lines += [f"    line {a.line}: {a.text!r}" for a in self.ambiguous[:10]]
+        lines.append(f"unreachable nonterminals: {', '.join(self.unreachable) or 'none'}")
+        lines.append(f"unproductive nonterminals: {', '.join(self.unproductive) or 'none'}")
+        if self.n_ll1_conflicts:
+            lines.append(f"LL(1) conflicts: {self.n_ll1_conflicts} (nonterminal, next token) pairs, grouped:")
+            for c in self.ll1_conflicts:
+                shown = ", ".join(c.lookaheads[:8]) + (", ..." if len(c.lookaheads) > 8 else "")
+                lines.append(f"    {c.nonterminal} with next {shown}: {' | '.join(c.productions)}")
+        else:
+            lines.append("LL(1) conflicts: none (the grammar is LL(1))")
+        if self.longest is not None:
+            lines.append(
+                f"longest derivation: {self.longest_length} productions, line {self.longest.line}: {self.longest.text!r}"
+            )
+        return "\n".join(lines)
+
+
+def check_grammar(
+    grammar: Grammar,
+    lines: Sequence[str],
+    *,
+    line_numbers: Sequence[int] | None = None,
+    sample: int = 200,
+    max_failures: int = 10,
+    max_conflicts: int = 10,
+    seed: int = 0,
+    processes: int = 1,
+) -> GrammarReport:
+    """Check ``grammar`` against data items ``lines``.
+
+    Every item is tokenized and parsed (in ``processes`` worker processes when > 1 and there are
+    at least 100,000 items). Ambiguity
+    is looked for on ``sample`` parsed items (seeded) with nltk's ChartParser, counting up to two
+    trees -- unless the grammar is LL(1) or LALR(1), which are unambiguous by construction.
+    ``line_numbers`` (default 1, 2, ...) name the items in the report.
+    """
+    if line_numbers is None:
+        line_numbers = range(1, len(lines) + 1)
+    if len(line_numbers) != len(lines):
+        raise ValueError(f"{len(line_numbers)} line numbers for {len(lines)} items")
+
+    lengths = _parse_lengths(grammar, lines, processes)
+    failures: list[LineNote] = []
+    parsed: list[int] = []
+    for i, result in enumerate(lengths):
+        if isinstance(result, str):
+            if len(failures) < max_failures:
+                failures.append(LineNote(line_numbers[i], lines[i], result))
+        else:
+            parsed.append(i)
+    longest, longest_length = None, 0
+    if parsed:
+        i = max(parsed, key=lambda j: lengths[j])
+        longest_length = int(lengths[i])
+        longest = LineNote(line_numbers[i], lines[i], f"{longest_length} productions")
+
+    if grammar.parser_kind in ("ll1", "lalr"):
+        name = "LL(1)" if grammar.parser_kind == "ll1" else "LALR(1)"
+        method = f"none by construction: the grammar is {name}, so every sentence has exactly one parse"
+        checked: list[int] = []
+        ambiguous: list[LineNote] = []
+    else:
+        method = f"nltk ChartParser, up to 2 trees, on {min(sample, len(parsed))} parsed items (seed {seed})"
+        checked = sorted(random.Random(seed).sample(parsed, min(sample, len(parsed))))
+        chart = nltk.ChartParser(grammar.cfg)
+        ambiguous = []
+        for i in checked:
+            trees = itertools.islice(chart.parse(grammar.tokenize(lines[i])), 2)
+            if sum(1 for _ in trees) > 1:
+                ambiguous.append(LineNote(line_numbers[i], lines[i], "more than one parse"))
+
+    n_nonterminals = len(grammar.nonterminals)
+    encoded = _encoded_productions(grammar)
+    table = ll1_table(n_nonterminals, encoded)
+    symbols = grammar.nonterminals + grammar.terminals
+    grouped: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+    for a, t, options in table.conflicts:
+        grouped.setdefault((a, options), []).append("end of input" if t == END else repr(symbols[t]))
+    conflicts = [
+        Conflict(grammar.nonterminals[a], lookaheads, [str(grammar.productions[p]) for p in options])
+        for (a, options), lookaheads in itertools.islice(grouped.items(), max_conflicts)
+    ]
+    return GrammarReport(
+        grammar=grammar.name,
+        path=str(grammar.path) if grammar.path else None,
+        parser_kind=grammar.parser_kind,
+        n_productions=grammar.n_productions,
+        n_nonterminals=n_nonterminals,
+        n_terminals=len(grammar.terminals),
+        n_items=len(lines),
+        n_parsed=len(parsed),
+        failures=failures,
+        ambiguity_method=method,
+        n_ambiguity_checked=len(checked),
+        ambiguous=ambiguous,
+        unreachable=[grammar.nonterminals[a] for a in sorted(unreachable_nonterminals(n_nonterminals, encoded))],
+        unproductive=[grammar.nonterminals[a] for a in sorted(unproductive_nonterminals(n_nonterminals, encoded))],
+        n_ll1_conflicts=len(table.conflicts),
+        ll1_conflicts=conflicts,
+        longest=longest,
+        longest_length=longest_length,
+    )
+
+
+def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
+    """Items of a data file and their 1-based line numbers; blank lines are skipped.
+
+    ``.txt``: each whole stripped line (expressions contain spaces). ``.smi``/``.smiles``: the first
+    whitespace-separated field (a name may follow the SMILES). ``.csv``: the ``SMILES`` (any case)
+    column, else the first, below a header row. Any of them may be gzipped (``.gz``).
+
+    Raises FileNotFoundError / ValueError with the file name when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file")
+    name = path.name.lower()
+    gzipped = name.endswith(".gz")
+    kind = Path(name.removesuffix(".gz")).suffix
+    try:
+        raw = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the data file: {err}") from None
+
+    items: list[str] = []
+    numbers: list[int] = []
+    if kind == ".csv":
+        rows = csv.reader(io.StringIO(text))
+        header = next(rows, None)
+        if header is None:
+            raise ValueError(f"{path}: the file is empty")
+        lowered = [h.strip().lower() for h in header]
+        column = lowered.index("smiles") if "smiles" in lowered else 0
+        for number, row in enumerate(rows, start=2):
+            if len(row) > column and row[column].strip():
+                items.append(row[column].strip())
+                numbers.append(number)
+    else:
+        first_field = kind in (".smi", ".smiles")
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if line:
+                items.append(line.split()[0] if first_field else line)
+                numbers.append(number)
+    if not items:
+        raise ValueError(f"{path}: the file holds no items")
+    return items, numbers
+
+
+def _encoded_productions(grammar: Grammar) -> list[Production]:
+    """The productions as integer symbols, the form :mod:`molks.grammar.analysis` takes."""
+    symbol = {name: i for i, name in enumerate(grammar.nonterminals)}
+    terminal = {name: len(symbol) + j for j, name in enumerate(grammar.terminals)}
+    return [
+        (
+            grammar.lhs[p],
+            tuple(symbol[s.symbol()] if isinstance(s, nltk.Nonterminal) else terminal[s] for s in production.rhs()),
+        )
+        for p, production in enumerate(grammar.productions)
+    ]
+
+
+def _parse_lengths(grammar: Grammar, lines: Sequence[str], processes: int) -> list[int | str]:
+    """For each item, the length of its derivation or why it fails -- not the derivations, to keep memory small."""
+    chunks = [lines[i : i + _CHUNK] for i in range(0, len(lines), _CHUNK)]
+    if processes <= 1 or len(lines) < _PARALLEL_MIN:
+        return [n for chunk in chunks for n in _lengths_with(grammar, chunk)]
+    context = multiprocessing.get_context("forkserver")  # as Grammar.parse_many: no fork after torch threads
+    with context.Pool(min(processes, len(chunks)), initializer=_init_worker, initargs=(grammar,)) as pool:
+        return [n for result in pool.imap(_lengths, chunks) for n in result]
+
+
+def _lengths_with(grammar: Grammar, lines: Sequence[str]) -> list[int | str]:
+    out: list[int | str] = []
+    for text in lines:
+        try:
+            out.append(len(grammar.parse(text)))
+        except GrammarError as err:
+            out.append(str(err))
+    return out
+
+
+_worker_grammar: Grammar | None = None
+
+
+def _init_worker(grammar: Grammar) -> None:
+    global _worker_grammar
+    _worker_grammar = grammar
+
+
+def _lengths(lines: Sequence[str]) -> list[int | str]:
+    assert _worker_grammar is not None
+    return _lengths_with(_worker_grammar, lines)

@@ -1,0 +1,133 @@
+"""The autoencoder: encoder -> latent regulariser -> decoder, with the grammar-masked loss.
+
+One module for every model in molks: the method (``regularizer="gmm"``) and the
+baselines (vae, cv-vae, rae, wae) differ only in the regulariser; the
+character-level model is the same network over a token grammar
+(:func:`molks.model.characters.character_grammar`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from molks.grammar import Grammar
+from molks.model.masked import GrammarTensors, decode_logits, grammar_cross_entropy_per_sequence
+from molks.model.networks import GrammarDecoder, GrammarEncoder, NetworkConfig
+from molks.model.regularizers import LatentRegularizer, make_regularizer
+
+__all__ = ["Autoencoder", "ModelConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model (its weights aside); JSON-ready via :meth:`to_dict`.
+
+    network: shapes (vocabulary C, sequence length L, latent size D, layers).
+    regularizer: name (gmm, vae, cv-vae, rae, wae) and options.
+    batch_size: the training batch size (the GMM loss weights are estimated for it).
+    lambda_rec: weight of the masked reconstruction cross-entropy.
+    grammar_hash: SHA-256 of the grammar text the production indices refer to.
+    """
+
+    network: NetworkConfig
+    regularizer: str
+    batch_size: int
+    regularizer_options: dict[str, Any] = field(default_factory=dict)
+    lambda_rec: float = 1.0
+    grammar_hash: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network.to_dict(),
+            "regularizer": self.regularizer,
+            "batch_size": self.batch_size,
+            "regularizer_options": dict(self.regularizer_options),
+            "lambda_rec": self.lambda_rec,
+            "grammar_hash": self.grammar_hash,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        data["network"] = NetworkConfig.from_dict(data["network"])
+        return cls(**data)
+
+
+class Autoencoder(nn.Module):
+    """Production sequences [B, L] -> codes [B, D] -> logits [B, L, C].
+
+    >>> model = Autoencoder(config, grammar)
+    >>> terms = model(batch)                 # {"total", "rec", + the regulariser's terms}
+    >>> z = model.encode(batch)              # [B, D], deterministic (the mean for VAEs)
+    >>> ids, finished = model.decode(z)      # [B, L], [B]
+    """
+
+    def __init__(self, config: ModelConfig, grammar: Grammar) -> None:
+        super().__init__()
+        if config.grammar_hash and config.grammar_hash != grammar.content_hash:
+            raise ValueError(
+                f"the model was built for grammar {config.grammar_hash[:12]}..., not {grammar.name} "
+                f"({grammar.content_hash[:12]}...)"
+            )
+        if config.network.n_outputs != grammar.n_outputs:
+            raise ValueError(
+                f"network has {config.network.n_outputs} outputs but grammar {grammar.name} has {grammar.n_outputs}"
+            )
+        self.config = config
+        self.grammar = grammar
+        self.regularizer: LatentRegularizer = make_regularizer(
+            config.regularizer, config.network.latent_dim, config.batch_size, **config.regularizer_options
+        )
+        self.encoder = GrammarEncoder(config.network, variational=self.regularizer.encoder_outputs == 2)
+        self.decoder = GrammarDecoder(config.network)
+        self.tensors = GrammarTensors.from_grammar(grammar)
+
+    @property
+    def max_length(self) -> int:
+        return self.config.network.max_length
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.network.latent_dim
+
+    def forward(self, x: Tensor, gather: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+        """Loss terms of a batch of padded production sequences x [B, L]: "total", "rec" and the
+        regulariser's named terms (all scalars).
+
+        ``gather`` (distributed training) concatenates a per-process tensor [B, D] over all
+        processes with gradients, so that the regulariser's batch statistics (KS, CV, MMD) are those
+        of the global batch, exactly as in a single process.
+        """
+        mean, logvar = self.encoder(x)
+        z = self.regularizer.latent(mean, logvar)
+        logits = self.decoder(z)
+        rec = grammar_cross_entropy_per_sequence(logits, x, self.tensors.masks, self.tensors.lhs_of).mean()
+        if gather is not None:
+            z, mean = gather(z), gather(mean)
+            logvar = None if logvar is None else gather(logvar)
+        reg = self.regularizer.loss(z, mean, logvar)
+        terms = {name: value for name, value in reg.items() if name != "total"}
+        return {"total": self.config.lambda_rec * rec + reg["total"], "rec": rec, **terms}
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """Deterministic codes [B, D] of sequences x [B, L] (the encoder mean)."""
+        mean, _ = self.encoder(x)
+        return mean
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: Tensor,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Grammar-valid production ids [B, L] and finished flags [B] for codes z [B, D]."""
+        logits = self.decoder(z)
+        return decode_logits(logits.float(), self.tensors, greedy=greedy, temperature=temperature, generator=generator)

@@ -1,0 +1,374 @@
+"""Training: seeded, resumable, optionally distributed.
+
+``train(run_dir, sequences, texts, grammar, model_config, train_config)`` trains an
+:class:`~molks.model.autoencoder.Autoencoder` and leaves in ``run_dir``:
+
+- ``config.json``      the model and training configuration, the grammar's hash, the data
+- ``grammar.cfg``      the grammar the production indices refer to
+- ``model.safetensors`` the best weights (lowest validation loss), what ``molks.load`` reads
+- ``checkpoints/last.safetensors`` weights + optimiser + state after the last finished epoch
+- ``metrics.csv``, ``loss_curves.png``  per-epoch loss terms
+- ``train.smi.gz``, ``validation.smi``  the split, for evaluation (novelty, reconstruction)
+- ``ex_post_gmm.safetensors``  a GMM fitted on the training codes after training
+
+Every epoch starts from seeds derived from (seed, epoch), so a run killed and resumed
+with ``resume=True`` continues exactly as an uninterrupted run would.
+
+Under ``torchrun`` each process takes an equal shard of every global batch; the
+codes are gathered across processes before the regulariser so that KS/CV see the
+global batch, which makes distributed training agree with a single process.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from molks.grammar import Grammar
+from molks.model.autoencoder import Autoencoder, ModelConfig
+from molks.model.regularizers import fit_ex_post_gmm
+from molks.training.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "TrainingError", "resolve_device", "train"]
+
+
+class TrainingError(ValueError):
+    """Training cannot start or continue (bad options, missing GPU, mismatched checkpoint)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``batch_size`` is global (split over processes when distributed)."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    patience: int = 5
+    lr_patience: int = 2
+    lr_factor: float = 0.5
+    clip_grad_norm: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; asking for a missing GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
+    return device
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded (train, validation) split of range(n); validation gets at least one item."""
+    if n < 2:
+        raise TrainingError(f"need at least 2 sequences to train and validate, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def train(
+    run_dir: str | os.PathLike[str],
+    sequences: np.ndarray,
+    texts: Sequence[str],
+    grammar: Grammar,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    resume: bool = False,
+    data_info: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Train a model on padded production sequences [N, L]; returns the run directory.
+
+    ``texts`` are the N strings the sequences come from (for the split files). ``resume``
+    continues from ``checkpoints/last.safetensors``; without it an existing run is an error.
+    """
+    run = Path(run_dir)
+    log = log or (lambda message: print(message, file=sys.stderr))
+    world, rank = _distributed_setup(train_config)
+    device = resolve_device(train_config.device) if world == 1 else _distributed_device(train_config, rank)
+    if sequences.ndim != 2 or sequences.shape[0] != len(texts):
+        raise TrainingError(f"sequences must be [N, L] with N = len(texts), got {sequences.shape} for {len(texts)} texts")
+    if sequences.shape[1] != model_config.network.max_length:
+        raise TrainingError(
+            f"sequences have length {sequences.shape[1]} but the model expects {model_config.network.max_length}"
+        )
+    if train_config.batch_size % world:
+        raise TrainingError(f"batch size {train_config.batch_size} is not divisible by {world} processes")
+
+    config_doc = {
+        "model": model_config.to_dict(),
+        "train": asdict(train_config),
+        "grammar": {"name": grammar.name, "hash": grammar.content_hash, "file": "grammar.cfg"},
+        "data": data_info or {},
+    }
+    checkpoint_path = run / "checkpoints" / "last.safetensors"
+    if resume:
+        _check_resumable(run, config_doc)
+    elif (run / "config.json").exists():
+        raise TrainingError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+
+    train_idx, val_idx = split_indices(len(texts), train_config.val_fraction, train_config.seed)
+    if len(train_idx) < train_config.batch_size:
+        raise TrainingError(
+            f"only {len(train_idx)} training sequences for a batch size of {train_config.batch_size}; "
+            "use a smaller --batch-size"
+        )
+    if rank == 0 and not resume:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "grammar.cfg", grammar.text)
+        atomic_write_text(run / "validation.smi", "".join(f"{texts[i]}\n" for i in val_idx))
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            gz.write("".join(f"{texts[i]}\n" for i in train_idx).encode())
+        tmp = run / ".train.smi.gz.tmp"
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, run / "train.smi.gz")
+        atomic_write_text(run / "config.json", json.dumps(config_doc, indent=2) + "\n")
+
+    torch.manual_seed(train_config.seed)
+    model = Autoencoder(model_config, grammar).to(device)
+    optimizer = _optimizer(model, train_config)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=train_config.lr_factor, patience=train_config.lr_patience
+    )
+    state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "bad_epochs": 0, "history": [], "stopped": False}
+    if resume and checkpoint_path.exists():
+        model_state, meta, optim_state = load_checkpoint(checkpoint_path)
+        try:
+            model.load_state_dict(model_state)
+            if optim_state is not None:
+                optimizer.load_state_dict(optim_state)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{checkpoint_path}: does not fit this model ({err})") from None
+        scheduler.load_state_dict(meta["scheduler"])
+        state = meta["state"]
+        log(f"resuming {run} after epoch {state['epoch']}")
+
+    data = torch.from_numpy(np.ascontiguousarray(sequences))  # kept compact (e.g. int16); batches become long
+    train_data, val_data = data[torch.as_tensor(train_idx)], data[torch.as_tensor(val_idx)]
+    ddp_model: torch.nn.Module = model
+    gather = None
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        gather = _gather_with_grad
+    use_amp = train_config.amp and device.type == "cuda"
+
+    while state["epoch"] < train_config.epochs and not state["stopped"]:
+        epoch = state["epoch"] + 1
+        started = time.perf_counter()
+        torch.manual_seed(train_config.seed * 1_000_003 + epoch)  # reparameterisation noise of this epoch
+        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(train_config.seed * 7919 + epoch))
+        n_batches = len(train_data) // train_config.batch_size  # drop the last, smaller batch (GMM weights are per size)
+        sums: dict[str, float] = {}
+        model.train()
+        bar = _progress_bar(n_batches, f"epoch {epoch}/{train_config.epochs}", progress and rank == 0)
+        for b in range(n_batches):
+            batch = order[b * train_config.batch_size : (b + 1) * train_config.batch_size][rank::world]
+            x = train_data[batch].to(device, non_blocking=True).long()
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                terms = ddp_model(x, gather) if gather else ddp_model(x)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            if train_config.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.clip_grad_norm)
+            optimizer.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v / (b + 1):.3g}" for k, v in sums.items()}, refresh=False)
+        if bar is not None:
+            bar.close()
+        metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
+        metrics.update({f"val_{k}": v for k, v in _evaluate(model, val_data, train_config.batch_size, device, use_amp).items()})
+        val_loss = metrics["val_total"]
+        if world > 1:  # every process decides the same: the validation loss of rank 0
+            value = torch.tensor([val_loss], device=device)
+            dist.broadcast(value, 0)
+            val_loss = metrics["val_total"] = float(value)
+        scheduler.step(val_loss)
+        improved = val_loss < state["best_val"]
+        if improved:
+            state["best_val"], state["bad_epochs"] = val_loss, 0
+        else:
+            state["bad_epochs"] += 1
+        state["stopped"] = state["bad_epochs"] >= train_config.patience
+        state["epoch"] = epoch
+        row = {"epoch": epoch, **metrics, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        state["history"].append(row)
+        if rank == 0:
+            if improved:
+                save_checkpoint(run / "model.safetensors", model.state_dict(), {"config": config_doc, "epoch": epoch})
+            save_checkpoint(
+                checkpoint_path,
+                model.state_dict(),
+                {"config": config_doc, "state": state, "scheduler": scheduler.state_dict()},
+                optimizer.state_dict(),
+            )
+            _write_metrics(run, state["history"])
+            log(
+                f"epoch {epoch}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+                + (" (best)" if improved else "")
+                + (" -- early stop" if state["stopped"] else "")
+            )
+    if rank == 0:
+        _fit_ex_post(run, model, train_data, device, train_config.seed)
+    if world > 1:
+        dist.barrier()
+    return run
+
+
+def _optimizer(model: Autoencoder, config: TrainConfig) -> torch.optim.Optimizer:
+    # RAE's decoder regularisation is L2 on the decoder weights: weight decay on that group only.
+    decoder_decay = float(getattr(model.regularizer, "decoder_weight_decay", 0.0))
+    decoder_params = list(model.decoder.parameters())
+    decoder_ids = {id(p) for p in decoder_params}
+    others = [p for p in model.parameters() if id(p) not in decoder_ids]
+    return torch.optim.AdamW(
+        [
+            {"params": others, "weight_decay": config.weight_decay},
+            {"params": decoder_params, "weight_decay": config.weight_decay + decoder_decay},
+        ],
+        lr=config.learning_rate,
+    )
+
+
+@torch.no_grad()
+def _evaluate(model: Autoencoder, data: torch.Tensor, batch_size: int, device: torch.device, amp: bool) -> dict[str, float]:
+    """Mean loss terms over validation batches of the training size (one batch if fewer)."""
+    model.eval()
+    size = min(batch_size, len(data))
+    n_batches = max(1, len(data) // size)
+    sums: dict[str, float] = {}
+    for b in range(n_batches):
+        x = data[b * size : (b + 1) * size].to(device).long()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            terms = model(x)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+    return {k: v / n_batches for k, v in sums.items()}
+
+
+@torch.no_grad()
+def encode_all(model: Autoencoder, data: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    """Deterministic codes [N, D] of sequences [N, L], on the CPU."""
+    model.eval()
+    return torch.cat(
+        [model.encode(data[i : i + batch_size].to(device).long()).float().cpu() for i in range(0, len(data), batch_size)]
+    )
+
+
+def _fit_ex_post(run: Path, model: Autoencoder, train_data: torch.Tensor, device: torch.device, seed: int) -> None:
+    """Fit the ex-post GMM (10 components, full covariance) on the best model's training codes."""
+    best, _, _ = load_checkpoint(run / "model.safetensors")
+    model.load_state_dict(best)
+    codes = encode_all(model, train_data, device)
+    gmm = fit_ex_post_gmm(codes, n_components=min(10, len(codes) // 2), seed=seed)
+    save_checkpoint(run / "ex_post_gmm.safetensors", gmm.to_tensors(), {"kind": "ex-post-gmm", "n_codes": len(codes)})
+
+
+def _write_metrics(run: Path, history: list[dict[str, float]]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(run / "metrics.csv", out.getvalue())
+    _plot_losses(run, history)
+
+
+def _plot_losses(run: Path, history: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    terms = [k[len("train_") :] for k in history[0] if k.startswith("train_")]
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3), squeeze=False)
+    epochs = [row["epoch"] for row in history]
+    for ax, term in zip(axes[0], terms):
+        ax.plot(epochs, [row[f"train_{term}"] for row in history], label="train")
+        ax.plot(epochs, [row.get(f"val_{term}", float("nan")) for row in history], label="validation")
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        if term != "total" and all(row[f"train_{term}"] > 0 for row in history):
+            ax.set_yscale("log")
+    axes[0][0].legend()
+    fig.tight_layout()
+    tmp = run / ".loss_curves.png.tmp"
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.replace(tmp, run / "loss_curves.png")
+
+
+def _check_resumable(run: Path, config_doc: dict[str, Any]) -> None:
+    path = run / "config.json"
+    if not path.exists():
+        raise TrainingError(f"--resume: {run} holds no run to resume (no config.json)")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})") from None
+    if saved.get("grammar", {}).get("hash") != config_doc["grammar"]["hash"]:
+        raise TrainingError(f"--resume: {run} was trained with a different grammar; use another --out")
+    if saved.get("model") != config_doc["model"]:
+        raise TrainingError(f"--resume: {run} was trained with a different model configuration; use another --out")
+    changed = {k for k in config_doc["train"] if k not in ("epochs", "device", "patience") and saved["train"].get(k) != config_doc["train"][k]}
+    if changed:
+        raise TrainingError(f"--resume: training options {sorted(changed)} differ from the run in {run}")
+
+
+def _distributed_setup(config: TrainConfig) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 1, 0
+    if not dist.is_initialized():
+        backend = "nccl" if config.device != "cpu" and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_world_size(), dist.get_rank()
+
+
+def _distributed_device(config: TrainConfig, rank: int) -> torch.device:
+    if config.device != "cpu" and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def _gather_with_grad(t: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(t), dim=0)
+
+
+def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
+    from tqdm.auto import tqdm
+
+    if enabled is False:
+        return None
+    return tqdm(total=total, desc=description, leave=False, disable=None if enabled is None else False, file=sys.stderr)

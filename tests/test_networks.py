@@ -1,0 +1,133 @@
+"""Encoder / decoder networks and their configurations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from molks.model.networks import (
+    GrammarDecoder,
+    GrammarEncoder,
+    NetworkConfig,
+    NetworkConfigError,
+    network_config,
+)
+
+
+def tiny_config(n_outputs: int = 13, max_length: int = 20, latent_dim: int = 4) -> NetworkConfig:
+    return NetworkConfig(
+        n_outputs=n_outputs,
+        max_length=max_length,
+        latent_dim=latent_dim,
+        conv_channels=(3, 5),
+        conv_kernels=(3, 4),
+        dense_size=16,
+        decoder_dense_size=8,
+        gru_layers=2,
+        gru_hidden=12,
+    )
+
+
+def test_paper_presets_match_the_gvae_architectures() -> None:
+    mol = network_config("paper", "molecules", n_outputs=80, max_length=277)
+    assert (mol.conv_channels, mol.conv_kernels) == ((9, 9, 10), (9, 9, 11))
+    assert (mol.dense_size, mol.gru_layers, mol.gru_hidden, mol.latent_dim) == (435, 3, 501, 56)
+    expr = network_config("paper", "expressions", n_outputs=12, max_length=15)
+    assert (expr.conv_channels, expr.conv_kernels) == ((2, 3, 4), (2, 3, 4))
+    assert (expr.dense_size, expr.gru_layers, expr.gru_hidden, expr.latent_dim) == (100, 3, 100, 25)
+    assert network_config("small", "molecules", 80, 120, latent_dim=10).latent_dim == 10
+
+
+def test_unknown_preset_or_kind_is_a_clear_error() -> None:
+    with pytest.raises(NetworkConfigError, match="unknown network preset 'huge'"):
+        network_config("huge", "molecules", 80, 100)
+    with pytest.raises(NetworkConfigError, match="unknown data kind 'proteins'"):
+        network_config("paper", "proteins", 80, 100)
+
+
+def test_kernels_longer_than_sequences_are_rejected() -> None:
+    # paper expression kernels 2, 3, 4 consume 6 steps: 7 is the shortest usable length.
+    assert network_config("paper", "expressions", 12, 7).conv_output_length == 1
+    with pytest.raises(NetworkConfigError, match="at least 7 steps, but max_length is 6"):
+        network_config("paper", "expressions", 12, 6)
+    with pytest.raises(NetworkConfigError, match="same length"):
+        dataclasses.replace(tiny_config(), conv_kernels=(3,))
+    with pytest.raises(NetworkConfigError, match="activation"):
+        dataclasses.replace(tiny_config(), activation="sigmoidish")
+
+
+def test_config_round_trips_through_json() -> None:
+    config = network_config("small", "molecules", 81, 120)
+    data = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert NetworkConfig.from_dict(data) == config
+    with pytest.raises(NetworkConfigError, match="unknown NetworkConfig keys"):
+        NetworkConfig.from_dict({**data, "dropout": 0.1})
+
+
+def test_shapes_and_index_input_equals_one_hot_input() -> None:
+    torch.manual_seed(0)
+    config = tiny_config()
+    x = torch.randint(0, config.n_outputs, (5, config.max_length), dtype=torch.int16)
+    encoder = GrammarEncoder(config)
+    mean, logvar = encoder(x)
+    assert mean.shape == (5, config.latent_dim) and logvar is None
+    mean_1h, _ = encoder(F.one_hot(x.long(), config.n_outputs).float())
+    torch.testing.assert_close(mean, mean_1h)
+
+    vmean, vlogvar = GrammarEncoder(config, variational=True)(x)
+    assert vmean.shape == vlogvar.shape == (5, config.latent_dim)
+
+    logits = GrammarDecoder(config)(mean)
+    assert logits.shape == (5, config.max_length, config.n_outputs)
+
+
+def test_bad_inputs_are_rejected() -> None:
+    config = tiny_config()
+    encoder, decoder = GrammarEncoder(config), GrammarDecoder(config)
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 13\)"):
+        encoder(torch.full((2, config.max_length), 13))
+    with pytest.raises(ValueError, match="shape"):
+        encoder(torch.zeros(2, config.max_length + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape"):
+        encoder(torch.zeros(2, config.max_length, config.n_outputs - 1))
+    with pytest.raises(ValueError, match="latent codes"):
+        decoder(torch.zeros(2, config.latent_dim + 1))
+
+
+def test_decoder_loss_trains_the_encoder() -> None:
+    torch.manual_seed(0)
+    config = tiny_config()
+    encoder, decoder = GrammarEncoder(config, variational=True), GrammarDecoder(config)
+    x = torch.randint(0, config.n_outputs, (8, config.max_length))
+    mean, logvar = encoder(x)
+    logits = decoder(mean + logvar.exp().sqrt() * torch.randn_like(mean))
+    F.cross_entropy(logits.transpose(1, 2), x).backward()
+    for name, p in encoder.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+    # Adam on sequences that only the encoder can tell apart (each repeats its own symbol)
+    # drives the loss well below log(8), the best a decoder ignoring the code can do.
+    x = torch.arange(8).unsqueeze(1).expand(8, config.max_length)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    opt = torch.optim.Adam(params, lr=1e-2)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = F.cross_entropy(decoder(encoder(x)[0]).transpose(1, 2), x)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * math.log(8) < losses[0]
+
+
+def test_networks_are_generic_in_the_vocabulary_size() -> None:
+    # A character vocabulary (the CVAE baseline) reuses the same modules.
+    config = network_config("small", "molecules", n_outputs=35, max_length=60, latent_dim=8)
+    chars = torch.randint(0, 35, (3, 60))
+    mean, _ = GrammarEncoder(config)(chars)
+    assert GrammarDecoder(config)(mean).shape == (3, 60, 35)

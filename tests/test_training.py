@@ -1,0 +1,112 @@
+"""Training for real on tiny data: the loss falls, resume equals an uninterrupted run,
+two-process DDP agrees with one process, and broken checkpoints fail clearly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import train_tiny
+from molks.training.checkpoint import CheckpointError, load_checkpoint
+from molks.training.trainer import TrainingError, resolve_device
+
+
+def _weights(run: Path, name: str = "checkpoints/last.safetensors") -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / name)[0]
+
+
+def test_training_lowers_the_loss_and_writes_its_files(tiny_run: Path) -> None:
+    rows = list(csv.DictReader((tiny_run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["train_total"]) < float(rows[0]["train_total"])
+    assert float(rows[-1]["val_rec"]) < float(rows[0]["val_rec"])
+    for name in ("config.json", "grammar.cfg", "model.safetensors", "loss_curves.png", "train.smi.gz", "validation.smi", "ex_post_gmm.safetensors"):
+        assert (tiny_run / name).is_file(), name
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["model"]["network"]["max_length"] > 0
+    assert config["grammar"]["hash"] == config["model"]["grammar_hash"]
+    assert (tiny_run / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, moses_smiles: list[str]) -> None:
+    texts = moses_smiles[:200]
+    straight = train_tiny(tmp_path / "straight", texts, epochs=3)
+    # "Killed" after epoch 2: a run asked for 2 epochs stops exactly where a kill during epoch 3 would leave it.
+    interrupted = train_tiny(tmp_path / "resumed", texts, epochs=2)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train_tiny(interrupted, texts, epochs=3)
+    train_tiny(interrupted, texts, epochs=3, resume=True)
+    a, b = _weights(straight), _weights(interrupted)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert (straight / "metrics.csv").read_text().count("\n") == (interrupted / "metrics.csv").read_text().count("\n") == 4
+
+
+def test_resume_rejects_a_different_model(tmp_path: Path, tiny_run: Path, moses_smiles: list[str]) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    with pytest.raises(TrainingError, match="different model"):
+        train_tiny(run, moses_smiles[:320], regularizer="vae", resume=True)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, tiny_run: Path) -> None:
+    import shutil
+
+    import molks
+
+    run = tmp_path / "corrupt"
+    shutil.copytree(tiny_run, run)
+    (run / "model.safetensors").write_bytes(b"\x00\x01 not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        molks.load(run)
+    data = (tiny_run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated by a crash
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        molks.load(run)
+    with pytest.raises(CheckpointError, match="not a molks run"):
+        molks.load(tmp_path / "nowhere")
+
+
+def test_missing_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(TrainingError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, run: str, texts: list[str]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        train_tiny(Path(run), texts, epochs=1, device="cpu")
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_two_process_ddp_agrees_with_one_process(tmp_path: Path, moses_smiles: list[str]) -> None:
+    texts = moses_smiles[:160]
+    single = train_tiny(tmp_path / "single", texts, epochs=1, device="cpu")
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), texts), nprocs=2, start_method="spawn")
+    a, b = _weights(single), _weights(tmp_path / "ddp")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
