@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"python {platform.python_version()}, nltk {nltk.__version__}, lark {lark.__version__}, "
         f"{os.cpu_count()} cores, {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
     )
+    print(f"load average at start: {load()} (timings are only comparable on an otherwise idle machine)")
     train_path, test_path = args.moses / "train.csv.gz", args.moses / "test.csv.gz"
     for path in (train_path, test_path, args.expressions):
         if not path.is_file():
@@ -111,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.n} random GVAE expressions of {len(expressions):,} (seed {args.seed}) ==")
     ratio = compare(arithmetic, picked, picked, "expressions")
     print(f"target >= 10x: {'met' if ratio >= 10 else 'NOT met'}")
+    print(f"\nload average at end: {load()}")
     return 1 if bad or failures else 0
+
+
+def load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
 
 
 def read_moses(path: Path) -> list[str]:

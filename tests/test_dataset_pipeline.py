@@ -49,10 +49,10 @@ def test_invalid_items_are_skipped_with_line_and_reason(mixed_smi: Path) -> None
     assert [f.line for f in ds.failures] == [2, 5, 6]
     assert ds.failures[0].reason == "invalid SMILES: RDKit: unclosed ring for input: 'C1CC'"
     assert ds.failures[1].category == "invalid SMILES" and "valence" in ds.failures[1].reason
-    assert ds.failures[2].category == "does not parse" and "'U'" in ds.failures[2].reason
+    assert ds.failures[2].category == "token outside the grammar" and "'U'" in ds.failures[2].reason
     summary = ds.summary()
     assert summary["n_items"] == 6 and summary["n_parsed"] == 3 and summary["n_failed"] == 3
-    assert summary["failures_by_reason"] == {"invalid SMILES": 2, "does not parse": 1}
+    assert summary["failures_by_reason"] == {"invalid SMILES": 2, "token outside the grammar": 1}
     assert summary["first_failures"][0] == {"line": 2, "reason": ds.failures[0].reason}
     json.dumps(summary)  # JSON-ready
 
@@ -172,7 +172,7 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(mixed_smi: Path, damage: str) -
     else:
         with np.load(npz_path) as npz:
             arrays = {name: npz[name] for name in npz.files}
-        arrays["ids"] = arrays["ids"] + 1000
+        arrays["ids"] = arrays["ids"].astype(np.int32) + 1000
         np.savez(npz_path, **arrays)
     with pytest.warns(CacheWarning, match="rebuilding"):
         rebuilt = load(mixed_smi)

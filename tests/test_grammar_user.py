@@ -54,6 +54,14 @@ def test_user_file_named_like_a_bundled_grammar_wins_when_it_exists(tmp_path: Pa
     assert Grammar.load("smiles").path == (tmp_path / "smiles").resolve()
 
 
+def test_directory_named_like_a_bundled_grammar_does_not_hide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smiles").mkdir()  # e.g. an output folder
+    assert Grammar.load("smiles").parser_kind == "ll1"
+
+
 @pytest.mark.parametrize(
     ("text", "kind"),
     [(LL1_TOY, "ll1"), (LALR_TOY, "lalr"), (AMBIGUOUS_TOY, "earley"), (DANGLING_ELSE, "earley")],

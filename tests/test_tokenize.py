@@ -82,11 +82,21 @@ def test_smiles_tokenize_errors_name_token_and_position(text: str, position: int
     assert f"position {position}" in str(info.value)
 
 
-def test_valid_element_outside_the_grammar_is_a_clear_parse_error(smiles: Grammar) -> None:
-    # Uranium is SMILES, so it tokenizes; smiles.cfg does not list it, so parsing names it.
-    assert smiles.tokenize("C[U]C") == ["C", "[", "U", "]", "C"]
-    with pytest.raises(ParseError, match="'U'.*not a terminal of the grammar") as info:
-        smiles.parse("C[U]C")
+def test_valid_element_outside_the_grammar_is_a_clear_error(smiles: Grammar) -> None:
+    # Uranium is SMILES, so it tokenizes; smiles.cfg does not list it, so parsing names it
+    # (as a TokenizeError: the token is outside the grammar) at its character offset.
+    assert smiles.tokenize("ClC[U]C") == ["Cl", "C", "[", "U", "]", "C"]
+    with pytest.raises(TokenizeError, match="'U' at position 4.*not a terminal of the grammar") as info:
+        smiles.parse("ClC[U]C")
+    assert info.value.position == 4
+
+
+def test_token_outside_a_general_grammar_is_a_tokenize_error_too() -> None:
+    # A SMILES-tokenized user grammar that is not LL(1) (left recursive: LALR) and knows only carbon.
+    g = Grammar("# tokenizer: smiles\n# join: none\nchain -> chain 'C' | 'C'\n")
+    assert g.parser_kind == "lalr" and g.parse("CCC") == [0, 0, 1]
+    with pytest.raises(TokenizeError, match="'N' at position 2") as info:
+        g.parse("CCN")
     assert info.value.position == 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from molks.cli.data import app as data_app
 from molks.cli.grammar import app as grammar_app
 from molks.cli.train import train_command
 
@@ -13,6 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(data_app, name="data")
 app.add_typer(grammar_app, name="grammar")
 app.command("train")(train_command)
 

@@ -3,7 +3,7 @@
 >>> from molks.dataset import load_dataset
 >>> ds = load_dataset("train.csv.gz", "smiles")          # doctest: +SKIP
 >>> ds.padded().shape, ds.summary()["failures_by_reason"]  # doctest: +SKIP
-((1584663, 100), {})
+((1584663, 113), {})
 """
 
 from molks.dataset.cache import default_cache_dir

@@ -1,4 +1,4 @@
-"""On-disk cache of parsed datasets: an ``.npz`` of arrays (no pickle) plus a JSON sidecar.
+"""On-disk cache of parsed datasets: a compressed ``.npz`` of arrays (no pickle) plus a JSON sidecar.
 
 The key hashes everything the result depends on: the file's bytes, the grammar's text, the
 options, the RDKit version (canonical SMILES may change between releases) and this format's
@@ -21,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from molks.dataset.errors import CacheWarning
-from molks.dataset.parsed import Failure, ParsedDataset
+from molks.dataset.parsed import Failure, ParsedDataset, ids_dtype
 
 __all__ = ["CACHE_VERSION", "cache_key", "default_cache_dir", "read_cache", "write_cache", "cache_files"]
 
@@ -71,7 +71,8 @@ def write_cache(cache_dir: Path, key: str, dataset: ParsedDataset) -> Path | Non
     np.cumsum(np.fromiter(map(len, dataset.texts), dtype=np.int64, count=len(dataset.texts)), out=text_offsets[1:])
     arrays = {
         "key": np.frombuffer(key.encode("ascii"), dtype=np.uint8),
-        "ids": dataset.ids,
+        # On disk in the smallest type: uint8 when every index fits (the SMILES grammar's do), halving the file.
+        "ids": dataset.ids.astype(np.uint8) if dataset.padding_index <= np.iinfo(np.uint8).max else dataset.ids,
         "lengths": dataset.lengths,
         "line_numbers": dataset.line_numbers,
         "text_blob": np.frombuffer(joined.encode("utf-8"), dtype=np.uint8),
@@ -93,7 +94,8 @@ def write_cache(cache_dir: Path, key: str, dataset: ParsedDataset) -> Path | Non
     try:
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         # The .npz first: a sidecar is only ever next to a complete .npz.
-        _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+        # Compressed: MOSES's entry is 28 MiB instead of 188, for ~0.15 s more per load.
+        _atomic_write(npz_path, lambda f: np.savez_compressed(f, **arrays))
         _atomic_write(json_path, lambda f: f.write(json.dumps(sidecar).encode("utf-8")))
     except OSError as err:
         warnings.warn(f"could not write the dataset cache {npz_path}: {err}", CacheWarning, stacklevel=3)
@@ -108,6 +110,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -132,6 +135,7 @@ def _load(npz_path: Path, json_path: Path, key: str, source: Path) -> ParsedData
     padding_index = int(meta["padding_index"])
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= padding_index):
         raise ValueError("production indices out of range")
+    ids = ids.astype(ids_dtype(padding_index + 1), copy=False)
     if len(lengths) and int(lengths.min()) < 1:
         raise ValueError("a derivation of length < 1")
     joined = arrays["text_blob"].tobytes().decode("utf-8")

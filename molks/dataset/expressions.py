@@ -80,7 +80,8 @@ def generate_sentences(grammar: Grammar, n: int, max_productions: int, seed: int
             if misses > budget:
                 raise ValueError(
                     f"found only {len(found)} distinct sentences of {grammar.name!r} with at most "
-                    f"{max_productions} productions after {misses} repeated draws; ask for fewer or allow more productions"
+                    f"{max_productions} productions after {misses} repeated draws; "
+                    "ask for fewer or allow more productions"
                 )
             continue
         found[sentence] = None

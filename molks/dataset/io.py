@@ -149,7 +149,8 @@ def _table_items(path: Path, text: str, delimiter: str, column: str | None) -> l
                 continue  # a blank line
             items.append((start, row[index].strip() if index < len(row) else ""))
     except csv.Error as err:
-        raise DatasetError(path, f"is not valid {'CSV' if delimiter == ',' else 'TSV'}: {err}", line=reader.line_num) from None
+        kind = "CSV" if delimiter == "," else "TSV"
+        raise DatasetError(path, f"is not valid {kind}: {err}", line=reader.line_num) from None
     if not items:
         raise DatasetError(path, "has a header but no rows")
     return items

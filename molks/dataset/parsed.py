@@ -70,7 +70,9 @@ class ParsedDataset:
                 f"{len(self.line_numbers)} line numbers"
             )
         if int(self.lengths.sum()) != self.ids.size:
-            raise ValueError(f"inconsistent dataset: lengths sum to {int(self.lengths.sum())}, ids hold {self.ids.size}")
+            raise ValueError(
+                f"inconsistent dataset: lengths sum to {int(self.lengths.sum())}, ids hold {self.ids.size}"
+            )
 
     def __len__(self) -> int:
         return len(self.texts)

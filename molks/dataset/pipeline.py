@@ -56,7 +56,9 @@ def load_dataset(
     parse, a derivation longer than ``max_length``) are skipped and listed in ``failures``;
     ``strict=True`` raises a :class:`DatasetError` naming the first one's line instead.
 
-    ``processes``: worker processes (default: every core). The result is cached in
+    ``processes``: worker processes (default: every core; small files are done in this process).
+    Workers are started with ``forkserver``, so a script calling this must guard its entry point
+    with ``if __name__ == "__main__":``, as for any multiprocessing code. The result is cached in
     ``cache_dir`` (default ``$MOLKS_CACHE_DIR`` or ``~/.cache/molks``), keyed by the file's
     content, the grammar's content and the options; ``use_cache=False`` neither reads nor writes
     it. ``progress`` shows a progress bar on stderr when stderr is a terminal.
@@ -173,7 +175,8 @@ def parse_items(
     results: list[_Chunk] = []
     # closing(): stopping early must shut the worker pool down now, not whenever the generator is collected.
     running = closing(_run_chunks(chunks, settings, processes, inline=len(items) < _INLINE_BELOW))
-    with progress_bar(len(items), description, progress, unit=" items", unit_scale=True) as bar, running as chunk_results:
+    bar = progress_bar(len(items), description, progress, unit=" items", unit_scale=True)
+    with bar, running as chunk_results:
         for chunk in chunk_results:
             results.append(chunk)
             bar.update(len(chunk.texts) + len(chunk.failures))
@@ -188,6 +191,7 @@ def parse_items(
     return texts, ids.astype(dtype, copy=False), lengths, lines, failures
 
 
+# (grammar, molecules, canonicalize, max_length): what every worker needs, sent once.
 _Settings = tuple[Grammar, bool, bool, "int | None"]
 
 

@@ -138,7 +138,7 @@ class Grammar:
     def load(cls, name_or_path: str | os.PathLike[str]) -> Grammar:
         """A bundled grammar by name (``"smiles"``, ``"arithmetic"``) or an nltk ``.cfg`` file."""
         candidate = Path(name_or_path)
-        if str(name_or_path) in BUNDLED_GRAMMARS and not candidate.exists():
+        if str(name_or_path) in BUNDLED_GRAMMARS and not candidate.is_file():
             candidate = _BUNDLED_DIR / f"{name_or_path}.cfg"
         if not candidate.is_file():
             raise GrammarError(

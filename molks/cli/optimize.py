@@ -1,0 +1,90 @@
+"""``molks optimize``: Bayesian optimisation in a trained model's latent space.
+
+The lead registers :func:`optimize` on the main app (``app.command("optimize")(optimize)``);
+``app`` here runs it standalone (tests, ``python -m``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Bayesian optimisation in a trained model's latent space.", pretty_exceptions_enable=False)
+
+
+@app.command("optimize")
+def optimize(
+    model: str = typer.Option(..., "--model", "-m", help="A run directory made by molks training, or a shipped model name."),
+    target: str = typer.Option("logp", "--target", "-t", help="logp | qed | expression | package.module:function."),
+    pool: Path | None = typer.Option(
+        None, "--pool", "--data", help="Strings to start from (.smi/.txt/.csv/.tsv, optionally .gz); default: the run's train.smi.gz."
+    ),
+    column: str | None = typer.Option(None, "--column", help="Column of a .csv/.tsv pool (default: smiles)."),
+    pool_size: int = typer.Option(2000, "--pool-size", help="Subsample the pool to this many strings (with --seed)."),
+    out: Path = typer.Option(Path("optimize-out"), "--out", "-o", help="Output directory."),
+    iterations: int = typer.Option(5, "--iterations", "-n", help="Rounds of fit -> propose -> decode -> score."),
+    batch_size: int = typer.Option(50, "--batch-size", "-q", help="Proposals per round (q of qLogEI)."),
+    decodings: int = typer.Option(
+        100, "--decodings", help="Sampled decodings per proposal besides the greedy one (the published protocol: 500)."
+    ),
+    region: str = typer.Option("trust-region", "--region", help="Where proposals may lie: trust-region | box."),
+    strategy: str = typer.Option("joint", "--strategy", help="Batch optimisation: joint | sequential (slow baseline)."),
+    surrogate: str = typer.Option("exact", "--surrogate", help="GP: exact | variational | auto (choose on a 10% held-out split)."),
+    heldout: bool = typer.Option(False, "--heldout", help="Report held-out RMSE / log-likelihood of both GP kinds first."),
+    seed: int = typer.Option(0, "--seed", help="Makes the run reproducible."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last completed round."),
+    device: str = typer.Option("cpu", "--device", help="Where the autoencoder runs (cpu, cuda, auto); the GP runs on the CPU."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads for the GP (1 is fastest for these matrix sizes on a busy CPU)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
+) -> None:
+    """Search the latent space for strings that maximise (or, for expression, minimise) a target."""
+    import torch
+
+    import molks
+    from molks.optimize.acquisition import AcquisitionConfig
+    from molks.optimize.loop import STATE_FILE, OptimizeConfig, read_pool
+    from molks.optimize.loop import optimize as run_loop
+    from molks.optimize.surrogate import SurrogateConfig
+    from molks.optimize.targets import get_target
+
+    if not quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    torch.set_num_threads(threads)
+    try:
+        config = OptimizeConfig(
+            iterations=iterations,
+            decodings=decodings,
+            pool_size=pool_size,
+            seed=seed,
+            heldout=heldout,
+            surrogate=SurrogateConfig(kind=surrogate),
+            acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy),
+        )
+        scorer = get_target(target)
+        latent = molks.load(model, device=device)
+        texts: list[str] = []
+        source = ""
+        if not (resume and (out / STATE_FILE).exists()):  # a resumed run has its pool in its state
+            source_path = pool if pool is not None else latent.run_dir / "train.smi.gz"
+            texts = read_pool(source_path, latent.is_molecular, column=column)
+            source = str(source_path)
+        summary = run_loop(
+            latent, texts, out, scorer, config, resume=resume, pool_source=source, progress=not quiet
+        )
+    except ValueError as err:  # every molks error is a ValueError subclass with a message for the user
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    top = summary["top"][:3]
+    typer.echo(
+        f"{summary['valid_proposals']}/{summary['proposals']} valid proposals; "
+        f"average valid score {summary['average_valid_score'] if summary['average_valid_score'] is None else round(summary['average_valid_score'], 3)}"
+    )
+    for item in top:
+        typer.echo(f"{item['score']:.3f}\t{item['string']}")
+    typer.echo(f"results in {out}")
+
+
+__all__ = ["app", "optimize"]

@@ -1,0 +1,379 @@
+"""Evaluating a trained model: reconstruction, sample quality, and how well codes fit the prior.
+
+>>> import molks
+>>> from molks.evaluation import evaluate
+>>> report = evaluate(molks.load("runs/moses-small"), n_samples=1000, png="samples.png")
+>>> report["reconstruction"], report["prior_validity"], report["ks_ratio"]
+
+What :func:`evaluate` measures (every fraction is in [0, 1]; a fraction whose denominator is zero
+is ``None``):
+
+* ``reconstruction``: exact-match rate of greedy decoding of the held-out items' codes. Molecules
+  match when their canonical RDKit SMILES are equal; expressions when their token sequences are
+  equal (``grammar.detokenize(grammar.tokenize(text))``, so spacing does not matter). Held-out
+  items the model cannot encode (invalid SMILES, a token outside the grammar, a derivation longer
+  than the model's length) are skipped and counted in ``held_out_skipped``.
+  ``reconstruction_unfinished``: fraction of those decodings that hit the length limit.
+* ``prior_*`` and ``ex_post_*``: ``n_samples`` latent points from the model's prior
+  (``LatentModel.sample_latent(source="prior")``; for ``rae`` that is its ex-post GMM) and from
+  the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid / all
+  (molecules: RDKit parses it into at least one atom; expressions: it derives from the grammar,
+  i.e. decoding finished). ``uniqueness``: distinct valid / valid. ``novelty``: distinct valid not
+  in the run's training set (``train.smi.gz``, canonicalised the same way) / distinct valid.
+  ``unfinished``: decodings that hit the length limit / all.
+* ``ks``, ``cv``: the method's L_KS and L_CV between the held-out codes and a reference prior;
+  ``ks_reference``/``cv_reference``: the mean of the same losses over ``n_reference`` true prior
+  samples of the same size, and ``ks_ratio``/``cv_ratio`` = value / reference (1: as close to the
+  prior as a perfect sample of that size; the training losses are in the same units). The
+  reference prior (``distance_prior``) is the model's own GMM prior for ``gmm``; for every other
+  regulariser it is N(0, I), expressed as a one-component ``GaussianMixturePrior`` with sigma 1 --
+  the prior VAE, CV-VAE and WAE are trained towards, and what RAE's L2 penalty pulls towards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from molks.grammar import GrammarError
+from molks.model.prior import GaussianMixturePrior
+from molks.model.regularizers import GMMRegularizer, cv_loss, ks_loss
+
+if TYPE_CHECKING:
+    from molks.api import LatentModel
+
+__all__ = [
+    "EvaluationError",
+    "METRIC_KEYS",
+    "canonical_smiles",
+    "encodable",
+    "encode_sequences",
+    "evaluate",
+    "evaluation_prior",
+    "format_report",
+    "prior_distances",
+    "read_train_texts",
+    "reconstruction_matches",
+    "sample_metrics",
+    "text_normalizer",
+]
+
+# The keys of evaluate()'s result, in the order reports print them.
+METRIC_KEYS = (
+    "run_dir", "regularizer", "grammar", "latent_dim", "seed",
+    "n_held_out", "held_out_skipped", "reconstruction", "reconstruction_unfinished",
+    "n_samples", "prior_validity", "prior_uniqueness", "prior_novelty", "prior_unfinished",
+    "ex_post_validity", "ex_post_uniqueness", "ex_post_novelty", "ex_post_unfinished",
+    "distance_prior", "ks", "ks_reference", "ks_ratio", "cv", "cv_reference", "cv_ratio",
+    "png", "seconds",
+)  # fmt: skip
+
+
+class EvaluationError(ValueError):
+    """An evaluation cannot run (no held-out data, nothing encodable, n_samples < 1, ...)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparing strings
+# ----------------------------------------------------------------------------------------------
+
+
+def canonical_smiles(smiles: str | None) -> str | None:
+    """RDKit's canonical SMILES, or None for None, empty, unreadable or atom-less strings."""
+    from rdkit import Chem, rdBase
+
+    if not smiles:
+        return None
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return Chem.MolToSmiles(mol)
+
+
+def text_normalizer(model: LatentModel) -> Callable[[str | None], str | None]:
+    """The canonical form strings of this model are compared in: canonical SMILES for molecules,
+    the detokenised token sequence for other grammars; None for what is not valid."""
+    if model.is_molecular:
+        return canonical_smiles
+    grammar = model.grammar
+
+    def normalize(text: str | None) -> str | None:
+        if text is None:
+            return None
+        try:
+            grammar.parse(text)  # valid = derives from the grammar, not just tokenises
+            return grammar.detokenize(grammar.tokenize(text))
+        except GrammarError:
+            return None
+
+    return normalize
+
+
+def reconstruction_matches(
+    decoded: Sequence[str | None],
+    targets: Sequence[str],
+    normalize: Callable[[str | None], str | None] = canonical_smiles,
+) -> list[bool]:
+    """Whether each decoded string is the target (same canonical form; None never matches).
+
+    >>> reconstruction_matches(["OCC", "CCN", None], ["CCO", "CCO", "C"])
+    [True, False, False]
+    """
+    if len(decoded) != len(targets):
+        raise EvaluationError(f"{len(decoded)} decoded strings for {len(targets)} targets")
+    matches = []
+    for got, want in zip(decoded, targets):
+        a = normalize(got)
+        matches.append(a is not None and a == normalize(want))
+    return matches
+
+
+def sample_metrics(
+    texts: Sequence[str | None],
+    normalize: Callable[[str | None], str | None] = canonical_smiles,
+    train: set[str] | None = None,
+) -> dict[str, float | int | None]:
+    """Validity, uniqueness, novelty and unfinished fraction of decoded samples (None = unfinished).
+
+    ``train`` holds the training set in canonical form (``normalize``'s output); without it
+    novelty is None. Returns {"n", "validity", "uniqueness", "novelty", "unfinished"}.
+    """
+    n = len(texts)
+    forms = [normalize(t) for t in texts]
+    valid = [f for f in forms if f is not None]
+    unique = set(valid)
+    return {
+        "n": n,
+        "validity": _fraction(len(valid), n),
+        "uniqueness": _fraction(len(unique), len(valid)),
+        "novelty": None if train is None else _fraction(len(unique - train), len(unique)),
+        "unfinished": _fraction(sum(t is None for t in texts), n),
+    }
+
+
+def _fraction(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Codes against the prior
+# ----------------------------------------------------------------------------------------------
+
+
+def evaluation_prior(model: LatentModel) -> tuple[GaussianMixturePrior, str]:
+    """(prior on the CPU, description): the model's GMM prior for ``gmm``, else N(0, I)."""
+    reg = model.model.regularizer
+    if isinstance(reg, GMMRegularizer):
+        prior = GaussianMixturePrior(reg.prior.means.detach().float().cpu(), float(reg.prior.sigma))
+        return prior, f"model GMM prior (K={prior.n_components}, sigma={float(prior.sigma):g})"
+    return GaussianMixturePrior(torch.zeros(1, model.latent_dim), 1.0), "N(0, I)"
+
+
+@torch.no_grad()
+def prior_distances(
+    codes: torch.Tensor, prior: GaussianMixturePrior, n_reference: int = 16, seed: int = 0
+) -> dict[str, float]:
+    """L_KS and L_CV of codes [N, d] (N >= 2) to ``prior``, and relative to true prior samples.
+
+    The reference is the mean loss over ``n_reference`` samples of N points drawn from the prior
+    itself (seeded), so a ratio near 1 means "as close as a perfect sample of this size".
+    Returns {"ks", "cv", "ks_reference", "cv_reference", "ks_ratio", "cv_ratio"}.
+    """
+    codes = torch.as_tensor(codes).detach().to(device="cpu", dtype=prior.means.dtype)
+    if codes.ndim != 2 or codes.shape[1] != prior.dim:
+        raise EvaluationError(f"codes must have shape [N, {prior.dim}], got {list(codes.shape)}")
+    if codes.shape[0] < 2:
+        raise EvaluationError(f"need at least 2 codes to compare with the prior, got {codes.shape[0]}")
+    if n_reference < 1:
+        raise EvaluationError(f"n_reference must be >= 1, got {n_reference}")
+    prior = prior.cpu()
+    gen = torch.Generator().manual_seed(seed)
+    ks_ref = cv_ref = 0.0
+    for _ in range(n_reference):
+        sample = prior.sample(codes.shape[0], generator=gen)
+        ks_ref += float(ks_loss(sample, prior)) / n_reference
+        cv_ref += float(cv_loss(sample, prior)) / n_reference
+    ks, cv = float(ks_loss(codes, prior)), float(cv_loss(codes, prior))
+    return {"ks": ks, "cv": cv, "ks_reference": ks_ref, "cv_reference": cv_ref,
+            "ks_ratio": ks / ks_ref, "cv_ratio": cv / cv_ref}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Data of the run
+# ----------------------------------------------------------------------------------------------
+
+
+def read_train_texts(run_dir: str | Path) -> list[str] | None:
+    """The training texts of a run (``train.smi.gz``, one per line), or None when the run has none."""
+    path = Path(run_dir) / "train.smi.gz"
+    if not path.is_file():
+        return None
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise EvaluationError(f"{path}: unreadable ({err})") from None
+
+
+def _read_validation(run_dir: Path) -> list[str]:
+    path = run_dir / "validation.smi"
+    if not path.is_file():
+        raise EvaluationError(f"{run_dir} has no validation.smi; pass held-out data (--data FILE)")
+    try:
+        return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise EvaluationError(f"{path}: unreadable ({err})") from None
+
+
+def encodable(model: LatentModel, texts: Sequence[str]) -> tuple[list[int], torch.Tensor, list[tuple[int, str]]]:
+    """Which texts the model can encode: (kept indices, their padded sequences [M, L], failures).
+
+    A failure is (index, reason): an invalid SMILES, a token outside the grammar, no parse, or a
+    derivation longer than the model allows. All texts go through ``LatentModel.sequences`` in
+    one call; only when that fails are they checked one by one, to find the culprits.
+    """
+    try:
+        return list(range(len(texts))), model.sequences(list(texts)), []
+    except GrammarError:
+        pass
+    kept, rows, failures = [], [], []
+    for i, text in enumerate(texts):
+        try:
+            rows.append(model.sequences([text]))
+            kept.append(i)
+        except GrammarError as err:
+            failures.append((i, str(err).removeprefix("item 0: ")))
+    seqs = torch.cat(rows) if rows else torch.empty(0, model.model.max_length, dtype=torch.long)
+    return kept, seqs, failures
+
+
+@torch.no_grad()
+def encode_sequences(model: LatentModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Codes [N, D] (CPU, float32) of padded sequences [N, L], in batches on the model's device."""
+    if not len(x):
+        return torch.empty(0, model.latent_dim)
+    parts = [model.model.encode(x[i : i + batch_size].to(model.device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: LatentModel,
+    held_out: Sequence[str] | None = None,
+    n_samples: int = 1000,
+    seed: int = 0,
+    png: str | Path | None = None,
+    *,
+    batch_size: int = 1024,
+    n_reference: int = 16,
+    png_molecules: int = 24,
+) -> dict[str, Any]:
+    """Evaluate a trained model; see the module docstring for every metric. Returns a JSON-ready dict
+    with the keys :data:`METRIC_KEYS` (fractions in [0, 1] or None when undefined).
+
+    held_out: texts to reconstruct and to compare with the prior (default: the run's
+        ``validation.smi``). n_samples: latent points drawn from the prior and from the ex-post
+        GMM (each). seed: seeds both draws and the KS/CV reference samples. png: where to write a
+        grid of up to ``png_molecules`` valid prior samples (molecular models only; ``"png"`` in
+        the result is the path written, or None). Decoding is greedy and batched.
+    """
+    started = time.perf_counter()
+    if n_samples < 1:
+        raise EvaluationError(f"n_samples must be at least 1, got {n_samples}")
+    if isinstance(held_out, str):
+        raise EvaluationError("held_out must be a list of strings, not a single string")
+    texts = _read_validation(model.run_dir) if held_out is None else list(held_out)
+    if not texts:
+        raise EvaluationError("no held-out data to evaluate on")
+    normalize = text_normalizer(model)
+    result: dict[str, Any] = {
+        "run_dir": str(model.run_dir),
+        "regularizer": model.model.config.regularizer,
+        "grammar": model.grammar.name,
+        "latent_dim": model.latent_dim,
+        "seed": seed,
+    }
+
+    # Reconstruction of held-out items, greedy.
+    kept, seqs, failures = encodable(model, texts)
+    if not kept:
+        first = failures[0]
+        raise EvaluationError(f"none of the {len(texts)} held-out items can be encoded; item {first[0]}: {first[1]}")
+    codes = encode_sequences(model, seqs, batch_size)
+    decoded = model.decode(codes, batch_size=batch_size)
+    matches = reconstruction_matches(decoded, [texts[i] for i in kept], normalize)
+    result.update(
+        n_held_out=len(kept),
+        held_out_skipped=len(failures),
+        reconstruction=sum(matches) / len(matches),
+        reconstruction_unfinished=sum(d is None for d in decoded) / len(decoded),
+    )
+
+    # Samples from the prior and from the ex-post GMM.
+    train_texts = read_train_texts(model.run_dir)
+    train = None if train_texts is None else {f for f in map(normalize, train_texts) if f is not None}
+    result["n_samples"] = n_samples
+    prior_z = model.sample_latent(n_samples, source="prior", seed=seed)
+    prior_texts = model.decode(prior_z, batch_size=batch_size)
+    _put(result, "prior", sample_metrics(prior_texts, normalize, train))
+    if model.ex_post is not None:
+        ex_post_texts = model.decode(model.sample_latent(n_samples, source="ex-post", seed=seed), batch_size=batch_size)
+        _put(result, "ex_post", sample_metrics(ex_post_texts, normalize, train))
+    else:
+        _put(result, "ex_post", dict.fromkeys(("validity", "uniqueness", "novelty", "unfinished")))
+
+    # Held-out codes against the prior.
+    prior, description = evaluation_prior(model)
+    result["distance_prior"] = description
+    if len(codes) >= 2:
+        result.update(prior_distances(codes, prior, n_reference=n_reference, seed=seed))
+    else:
+        result.update(dict.fromkeys(("ks", "cv", "ks_reference", "cv_reference", "ks_ratio", "cv_ratio")))
+
+    result["png"] = None
+    if png is not None and model.is_molecular:
+        from molks.drawing import DrawingError, draw_molecules
+
+        valid = [t for t in prior_texts if canonical_smiles(t) is not None]
+        try:
+            result["png"] = str(draw_molecules(valid, png, max_molecules=png_molecules))
+        except DrawingError:
+            result["png"] = None  # no valid sample to draw
+    result["seconds"] = time.perf_counter() - started
+    return {key: result.get(key) for key in METRIC_KEYS}
+
+
+def _put(result: dict[str, Any], prefix: str, metrics: dict[str, Any]) -> None:
+    for name in ("validity", "uniqueness", "novelty", "unfinished"):
+        result[f"{prefix}_{name}"] = metrics[name]
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The result of :func:`evaluate` as aligned ``name  value`` lines (fractions as percentages)."""
+    percent = {"reconstruction", "reconstruction_unfinished"} | {
+        f"{p}_{m}" for p in ("prior", "ex_post") for m in ("validity", "uniqueness", "novelty", "unfinished")
+    }
+    width = max(len(k) for k in result)
+    lines = []
+    for key, value in result.items():
+        if value is None:
+            shown = "-"
+        elif key in percent:
+            shown = f"{100 * value:.1f}%"
+        elif isinstance(value, float):
+            shown = f"{value:.4g}" if math.isfinite(value) else str(value)
+        else:
+            shown = str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""``molks encode / decode / sample / evaluate`` through typer's CliRunner, on a real trained run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+import molks
+from molks.cli.model import UNFINISHED, read_codes, register
+from molks.evaluation import canonical_smiles
+
+app = typer.Typer(pretty_exceptions_enable=False)
+register(app)
+runner = CliRunner()
+
+
+def run(*args: object) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result: object, *fragments: str) -> None:
+    """Exit code 2 and one line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def shown(texts: list[str | None]) -> list[str]:
+    return [UNFINISHED if t is None else t for t in texts]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_run: Path) -> molks.LatentModel:
+    return molks.load(tiny_run)
+
+
+def test_encode_skips_bad_lines_and_writes_npy_and_csv(tiny_run: Path, model: molks.LatentModel, tmp_path: Path) -> None:
+    src = tmp_path / "in.smi"
+    src.write_text("OCC\nnot_a_smiles\nc1ccccc1 benzene\n\nCC(=O)O\n")
+    result = run("encode", tiny_run, src, "--out", tmp_path / "codes.npy", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"{src}:2: skipped" in result.stderr and "encoded 3 of 4 items (1 skipped)" in result.stderr
+    codes = np.load(tmp_path / "codes.npy")
+    expected = model.encode(["OCC", "c1ccccc1", "CC(=O)O"]).numpy()
+    assert codes.shape == (3, model.latent_dim) and np.allclose(codes, expected, atol=1e-5)
+
+    result = run("encode", tiny_run, src, "--out", tmp_path / "codes.csv", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    header, *rows = (tmp_path / "codes.csv").read_text().splitlines()
+    assert header.split(",")[:3] == ["line", "smiles", "z0"] and [r.split(",")[:2] for r in rows] == [
+        ["1", "OCC"], ["3", "c1ccccc1"], ["5", "CC(=O)O"]]  # fmt: skip
+    assert np.allclose(read_codes(tmp_path / "codes.csv", model.latent_dim), expected, atol=1e-5)
+
+    result = run("encode", tiny_run, src)  # CSV on stdout
+    assert result.exit_code == 0 and result.stdout.splitlines()[0].startswith("line,smiles,z0")
+
+    assert_clean_error(run("encode", tiny_run, src, "--strict", "--out", tmp_path / "s.npy"), f"{src}:2:", "not_a_smiles")
+    assert not (tmp_path / "s.npy").exists()
+    assert_clean_error(run("encode", tiny_run, src, "--out", tmp_path / "codes.txt"), ".npy or .csv")
+    assert_clean_error(run("encode", tiny_run, tmp_path / "missing.smi"), "missing.smi", "no such file")
+
+
+def test_decode_prints_one_line_per_code(tiny_run: Path, model: molks.LatentModel, tmp_path: Path) -> None:
+    z = model.sample_latent(12, seed=5)
+    np.save(tmp_path / "z.npy", z.numpy())
+    result = run("decode", tiny_run, tmp_path / "z.npy", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == shown(model.decode(z))
+
+    # A headerless numeric CSV, and the same codes through --out.
+    np.savetxt(tmp_path / "z.csv", z.numpy(), delimiter=",")
+    result = run("decode", tiny_run, tmp_path / "z.csv", "--out", tmp_path / "out.txt")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert (tmp_path / "out.txt").read_text().splitlines() == shown(model.decode(torch.from_numpy(read_codes(tmp_path / "z.csv"))))
+
+    # Temperature sampling is seeded.
+    first = run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "0.7", "--seed", "3").stdout
+    assert first == run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "0.7", "--seed", "3").stdout
+    assert len(first.splitlines()) == 12
+    assert run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "0").exit_code == 2
+
+
+def test_decode_errors_are_one_clear_line(tiny_run: Path, model: molks.LatentModel, tmp_path: Path) -> None:
+    np.save(tmp_path / "wide.npy", np.zeros((3, model.latent_dim + 1), dtype=np.float32))
+    assert_clean_error(run("decode", tiny_run, tmp_path / "wide.npy"), f"{model.latent_dim + 1} dimensions", f"is {model.latent_dim}")
+    (tmp_path / "junk.npy").write_bytes(b"\x00\x01 not numpy at all")
+    assert_clean_error(run("decode", tiny_run, tmp_path / "junk.npy"), "junk.npy", "not a readable .npy")
+    (tmp_path / "bad.csv").write_text("z0,z1\n1,2\n3,oops\n")
+    assert_clean_error(run("decode", tiny_run, tmp_path / "bad.csv"), "bad.csv:3:")
+    (tmp_path / "nan.csv").write_text(",".join(["nan"] * model.latent_dim) + "\n")
+    assert_clean_error(run("decode", tiny_run, tmp_path / "nan.csv"), "NaN")
+    assert_clean_error(run("decode", tmp_path / "no-such-run", tmp_path / "wide.npy"), "no-such-run", "not a molks run directory")
+
+
+def test_corrupt_run_files_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "z.npy", np.zeros((2, 8), dtype=np.float32))
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_run, corrupt)
+    data = (corrupt / "model.safetensors").read_bytes()
+    (corrupt / "model.safetensors").write_bytes(data[: len(data) // 2])  # a truncated download
+    assert_clean_error(run("decode", corrupt, tmp_path / "z.npy"), "model.safetensors", "corrupt")
+    (corrupt / "config.json").write_text("{not json")
+    assert_clean_error(run("sample", corrupt, "--n", "2"), "config.json", "unreadable")
+
+
+def test_sample_matches_the_api_and_writes_codes_and_png(tiny_run: Path, model: molks.LatentModel, tmp_path: Path) -> None:
+    result = run("sample", tiny_run, "--n", 40, "--seed", 3, "--codes", tmp_path / "z.npy", "--png", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    z, texts = model.sample(40, seed=3)
+    assert result.stdout.splitlines() == shown(texts)
+    assert np.allclose(np.load(tmp_path / "z.npy"), z.numpy())
+    if any(t and canonical_smiles(t) for t in texts):
+        with Image.open(tmp_path / "s.png") as image:
+            assert image.format == "PNG"
+    else:
+        assert "no PNG written" in result.stderr
+
+    result = run("sample", tiny_run, "--n", 5, "--component", 2, "--source", "ex-post", "--out", tmp_path / "o.smi")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o.smi").read_text().splitlines() == shown(model.sample(5, component=2, source="ex-post", seed=0)[1])
+    assert_clean_error(run("sample", tiny_run, "--n", 5, "--component", 12), "component", "[0, 10)")
+    assert run("sample", tiny_run, "--n", 0).exit_code == 2
+    assert run("sample", tiny_run, "--source", "posterior").exit_code == 2
+
+
+def test_evaluate_prints_and_writes_json(tiny_run: Path, tmp_path: Path) -> None:
+    data = tmp_path / "held.csv"
+    data.write_text("name,SMILES\na,OCC\nb,C1CC\nc,c1ccccc1\n")
+    result = run("evaluate", tiny_run, "--data", data, "--n-samples", 30, "--json", tmp_path / "e" / "m.json",
+                 "--png", tmp_path / "e" / "g.png")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "e" / "m.json").read_text())
+    assert metrics["n_held_out"] == 2 and metrics["held_out_skipped"] == 1 and metrics["n_samples"] == 30
+    assert "reconstruction" in result.stdout and "prior_validity" in result.stdout
+    assert (metrics["png"] is not None) == (tmp_path / "e" / "g.png").exists()
+    assert_clean_error(run("evaluate", tiny_run, "--data", tmp_path / "none.smi"), "none.smi")

@@ -1,0 +1,181 @@
+"""Evaluation metrics and molecule drawing, on real RDKit, real models and real files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import molks
+from molks.drawing import DrawingError, draw_molecules, grid_png
+from molks.evaluation import (
+    METRIC_KEYS,
+    EvaluationError,
+    canonical_smiles,
+    evaluate,
+    evaluation_prior,
+    format_report,
+    prior_distances,
+    reconstruction_matches,
+    sample_metrics,
+    text_normalizer,
+)
+from molks.grammar import Grammar
+from molks.model.autoencoder import Autoencoder, ModelConfig
+from molks.model.networks import NetworkConfig
+from molks.model.prior import GaussianMixturePrior
+from molks.model.regularizers import cv_loss, ks_loss
+from molks.training.checkpoint import save_checkpoint
+
+from conftest import ROOT
+
+FRACTIONS = [k for k in METRIC_KEYS if k.startswith(("reconstruction", "prior_", "ex_post_"))]
+
+
+def untrained_run(run_dir: Path, grammar_name: str, regularizer: str, texts: list[str], train: list[str] | None = None) -> Path:
+    """A run directory holding a real, randomly initialised model (no training: milliseconds)."""
+    grammar = Grammar.load(grammar_name)
+    length = max(len(grammar.parse(t)) for t in texts)
+    network = NetworkConfig(
+        n_outputs=grammar.n_outputs, max_length=length, latent_dim=4, conv_channels=(4,), conv_kernels=(3,),
+        dense_size=16, decoder_dense_size=8, gru_layers=1, gru_hidden=16,
+    )
+    config = ModelConfig(network, regularizer, 16, grammar_hash=grammar.content_hash)
+    torch.manual_seed(0)
+    model = Autoencoder(config, grammar)
+    run_dir.mkdir(parents=True)
+    (run_dir / "grammar.cfg").write_text(grammar.text)
+    doc = {"model": config.to_dict(), "grammar": {"name": grammar.name, "hash": grammar.content_hash, "file": "grammar.cfg"}}
+    (run_dir / "config.json").write_text(json.dumps(doc))
+    save_checkpoint(run_dir / "model.safetensors", model.state_dict(), {"epoch": 0})
+    (run_dir / "validation.smi").write_text("".join(f"{t}\n" for t in texts))
+    if train is not None:
+        (run_dir / "train.smi.gz").write_bytes(gzip.compress("".join(f"{t}\n" for t in train).encode()))
+    return run_dir
+
+
+# -- string comparison ------------------------------------------------------------------------
+
+
+def test_reconstruction_compares_canonical_smiles() -> None:
+    decoded = ["OCC", "C1=CC=CC=C1", "CCN", None, "", "C1CC"]
+    targets = ["CCO", "c1ccccc1", "CCO", "C", "C", "C1CC"]
+    assert reconstruction_matches(decoded, targets) == [True, True, False, False, False, False]
+    assert canonical_smiles("OCC") == "CCO" and canonical_smiles("C1CC") is None and canonical_smiles(None) is None
+    with pytest.raises(EvaluationError, match="2 decoded strings for 1 targets"):
+        reconstruction_matches(["C", "C"], ["C"])
+
+
+def test_sample_metrics_count_validity_uniqueness_novelty() -> None:
+    texts = ["CCO", "OCC", "c1ccccc1", None, "C1CC", "CCN"]  # OCC is CCO again; C1CC is invalid
+    m = sample_metrics(texts, canonical_smiles, train={"CCO"})
+    assert m == {"n": 6, "validity": 4 / 6, "uniqueness": 3 / 4, "novelty": 2 / 3, "unfinished": 1 / 6}
+    empty = sample_metrics([None, "C1CC"], canonical_smiles, train=None)
+    assert empty["validity"] == 0.0 and empty["uniqueness"] is None and empty["novelty"] is None
+
+
+# -- distances to the prior ---------------------------------------------------------------------
+
+
+def test_prior_samples_score_about_one_and_distorted_samples_do_not() -> None:
+    prior = GaussianMixturePrior.with_default_centres(8, 10, 1.0)
+    ratios = torch.tensor([
+        [prior_distances(prior.sample(500, generator=torch.Generator().manual_seed(100 + s)), prior, 8, seed=s)[k]
+         for k in ("ks_ratio", "cv_ratio")]
+        for s in range(8)
+    ])  # fmt: skip
+    mean = ratios.mean(0)
+    assert 0.6 < mean[0] < 1.6 and 0.6 < mean[1] < 1.6, mean
+    z = prior.sample(500, generator=torch.Generator().manual_seed(1))
+    assert prior_distances(z + 1.0, prior)["ks_ratio"] > 10  # shifted
+    assert prior_distances(z * 1.5, prior)["cv_ratio"] > 10  # scaled
+    with pytest.raises(EvaluationError, match="at least 2 codes"):
+        prior_distances(z[:1], prior)
+    with pytest.raises(EvaluationError, match=r"shape \[N, 8\]"):
+        prior_distances(z[:, :3], prior)
+
+
+# -- evaluate on a trained model ----------------------------------------------------------------
+
+
+def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
+    model = molks.load(tiny_run)
+    png = tmp_path / "grid" / "samples.png"
+    result = evaluate(model, n_samples=200, seed=0, png=png)
+    assert tuple(result) == METRIC_KEYS
+    for key in FRACTIONS:
+        assert result[key] is None or 0.0 <= result[key] <= 1.0, key
+    for key in ("reconstruction", "prior_validity", "prior_unfinished", "ex_post_validity", "ex_post_unfinished"):
+        assert result[key] is not None, key  # the run has a validation set, a training set and an ex-post GMM
+    validation = (tiny_run / "validation.smi").read_text().split()
+    assert result["n_held_out"] == len(validation) and result["held_out_skipped"] == 0
+
+    # The metrics are what the API and the loss functions give directly.
+    codes = model.encode(validation)
+    matches = reconstruction_matches(model.decode(codes), validation)
+    assert result["reconstruction"] == pytest.approx(sum(matches) / len(matches))
+    prior, description = evaluation_prior(model)
+    assert description.startswith("model GMM prior (K=10")
+    assert result["ks"] == pytest.approx(float(ks_loss(codes, prior)), rel=1e-5)
+    assert result["cv"] == pytest.approx(float(cv_loss(codes, prior)), rel=1e-5)
+    assert result["ks_ratio"] == pytest.approx(result["ks"] / result["ks_reference"])
+
+    # Reproducible, and the PNG exists exactly when some prior sample is a valid molecule.
+    again = evaluate(model, n_samples=200, seed=0)
+    assert {k: again[k] for k in FRACTIONS} == {k: result[k] for k in FRACTIONS}
+    if result["prior_validity"] > 0:
+        assert result["png"] == str(png)
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.size[0] > 0
+    else:
+        assert result["png"] is None and not png.exists()
+    assert "prior_validity" in format_report(result) and json.dumps(result)
+
+
+def test_evaluate_skips_held_out_items_it_cannot_encode(tiny_run: Path) -> None:
+    model = molks.load(tiny_run)
+    result = evaluate(model, ["OCC", "not a molecule", "C" * 400, "c1ccccc1"], n_samples=20)
+    assert result["n_held_out"] == 2 and result["held_out_skipped"] == 2
+    with pytest.raises(EvaluationError, match="none of the 1 held-out items"):
+        evaluate(model, ["C1CC"], n_samples=20)
+    with pytest.raises(EvaluationError, match="n_samples"):
+        evaluate(model, ["CCO"], n_samples=0)
+    with pytest.raises(EvaluationError, match="list of strings"):
+        evaluate(model, "CCO", n_samples=10)  # type: ignore[arg-type]
+
+
+def test_evaluate_expressions_and_a_standard_normal_prior(tmp_path: Path) -> None:
+    texts = (ROOT / "data" / "expressions.txt").read_text().splitlines()[:40]
+    run = untrained_run(tmp_path / "expr", "arithmetic", "vae", texts)  # no train.smi.gz, no ex-post GMM
+    model = molks.load(run)
+    normalize = text_normalizer(model)
+    assert normalize("x+1") == normalize("x + 1") and normalize("x +") is None and normalize("y") is None
+    assert reconstruction_matches(["sin(x)*2"], ["sin( x ) * 2"], normalize) == [True]
+    result = evaluate(model, n_samples=50, png=tmp_path / "never.png")
+    assert result["distance_prior"] == "N(0, I)" and result["n_held_out"] == 40
+    assert result["prior_novelty"] is None and result["ex_post_validity"] is None  # nothing to compare / sample
+    assert result["png"] is None and not (tmp_path / "never.png").exists()  # expressions are not drawn
+    for key in FRACTIONS:
+        assert result[key] is None or 0.0 <= result[key] <= 1.0, key
+
+
+# -- drawing ----------------------------------------------------------------------------------
+
+
+def test_draw_molecules_writes_a_png_of_the_readable_molecules(tmp_path: Path) -> None:
+    path = draw_molecules(["CCO", "C1CC", "c1ccccc1"], tmp_path / "a" / "grid.png", legends=["one", "bad", "two"], size=120)
+    assert path == tmp_path / "a" / "grid.png"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (240, 120)  # two readable molecules in one row
+    assert grid_png(["C"] * 30, max_molecules=24, per_row=6, size=100)[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(tmp_path / "a" / "grid.png"):
+        pass
+    with pytest.raises(DrawingError, match="nothing to draw"):
+        draw_molecules(["C1CC", ""], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+    with pytest.raises(DrawingError, match="2 legends for 1 molecules"):
+        draw_molecules(["C"], tmp_path / "x.png", legends=["a", "b"])

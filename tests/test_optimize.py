@@ -1,0 +1,257 @@
+"""Latent-space BO: GP surrogates, batch proposals, the resumable loop and `molks optimize`, on real tiny models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import molks
+from molks.optimize.acquisition import (
+    AcquisitionConfig,
+    AcquisitionError,
+    TrustRegion,
+    bounding_box,
+    propose,
+    trust_region_bounds,
+)
+from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, optimize
+from molks.optimize.surrogate import (
+    SurrogateConfig,
+    SurrogateError,
+    choose_surrogate,
+    fit_surrogate,
+    heldout_metrics,
+    predictive_metrics,
+    select_subset,
+)
+from molks.optimize.targets import get_target
+
+# Small budgets: the real pipeline, tiny sizes (a few seconds per loop on 2 cores).
+FAST_ACQ = AcquisitionConfig(q=4, num_restarts=1, raw_samples=16, mc_samples=32, maxiter=20)
+FAST_GP = SurrogateConfig(maxiter=50, inducing_points=16)
+OUTPUT_FILES = ("candidates.csv", "summary.json", "best_molecules.png", "best_score.png", STATE_FILE)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    # GP matrices here are tiny; a second thread only adds OpenMP overhead (and much more on a busy CPU).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pool(moses_smiles: list[str]) -> list[str]:
+    return moses_smiles[1000:1120]
+
+
+@pytest.fixture(scope="module")
+def scored_codes(tiny_run: Path, pool: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes [N, D] of real molecules under the tiny model and their penalised logP [N]."""
+    model = molks.load(tiny_run)
+    y = get_target("logp").score(pool)
+    keep = [i for i, v in enumerate(y) if v is not None]
+    return model.encode([pool[i] for i in keep]).double(), torch.tensor([y[i] for i in keep], dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- surrogate
+
+
+def test_select_subset_keeps_the_best_half_and_a_random_rest() -> None:
+    y = torch.arange(100, dtype=torch.float64).flip(0)  # best values first
+    idx = select_subset(y, 20, torch.Generator().manual_seed(0))
+    assert len(idx) == 20 and len(set(idx.tolist())) == 20 and idx.tolist() == sorted(idx.tolist())
+    assert set(range(10)) <= set(idx.tolist())  # the 10 best
+    assert select_subset(y[:5], 20, torch.Generator()).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_exact_gp_fits_and_beats_the_mean_on_held_out_codes(scored_codes: tuple[torch.Tensor, torch.Tensor]) -> None:
+    X, Y = scored_codes
+    box = bounding_box(X)
+    metrics = heldout_metrics(X, Y, box, FAST_GP, kinds=("exact", "variational"), seed=0)
+    assert metrics["exact"]["n_test"] == round(0.1 * len(X))
+    for kind in ("baseline", "exact", "variational"):
+        assert math.isfinite(metrics[kind]["rmse"]) and math.isfinite(metrics[kind]["log_likelihood"])
+    assert choose_surrogate(metrics) in ("exact", "variational")
+    # On its own training data the GP must do better than predicting the mean.
+    surrogate = fit_surrogate(X, Y, box, FAST_GP, kind="exact")
+    assert predictive_metrics(surrogate.model, X, Y)["rmse"] < float(Y.std())
+
+
+def test_exact_gp_hyperparameters_on_a_subset_posterior_on_all(scored_codes: tuple[torch.Tensor, torch.Tensor]) -> None:
+    X, Y = scored_codes
+    surrogate = fit_surrogate(X, Y, bounding_box(X), SurrogateConfig(max_fit=40, maxiter=50), kind="exact")
+    assert (surrogate.n_fit, surrogate.n_points) == (40, len(X))
+    assert surrogate.model.train_inputs[0].shape[-2] == len(X)
+
+
+def test_surrogate_rejects_bad_input() -> None:
+    with pytest.raises(SurrogateError, match="unknown surrogate kind"):
+        SurrogateConfig(kind="forest")
+    with pytest.raises(SurrogateError, match="at least 3"):
+        fit_surrogate(torch.zeros(2, 4), torch.zeros(2), torch.tensor([[0.0] * 4, [1.0] * 4]), FAST_GP)
+    with pytest.raises(SurrogateError, match="finite"):
+        fit_surrogate(torch.zeros(5, 4), torch.tensor([0, 1, float("nan"), 2, 3]), torch.tensor([[0.0] * 4, [1.0] * 4]), FAST_GP)
+
+
+# ---------------------------------------------------------------- acquisition
+
+
+@pytest.mark.parametrize("region", ["box", "trust-region"])
+def test_proposals_lie_in_the_region_with_the_requested_shape(
+    scored_codes: tuple[torch.Tensor, torch.Tensor], region: str
+) -> None:
+    X, Y = scored_codes
+    box = bounding_box(X)
+    model = fit_surrogate(X, Y, box, FAST_GP, kind="exact").model
+    config = AcquisitionConfig(**{**FAST_ACQ.to_dict(), "q": 5, "region": region, "tr_length": 0.3})
+    tr = TrustRegion(config.tr_length)
+    proposal = propose(model, X, Y, box, config, seed=3, trust_region=tr)
+    assert proposal.X.shape == (5, X.shape[1])
+    assert bool(((proposal.X >= proposal.bounds[0]) & (proposal.X <= proposal.bounds[1])).all())
+    assert bool(((proposal.bounds[0] >= box[0] - 1e-12) & (proposal.bounds[1] <= box[1] + 1e-12)).all())
+    if region == "trust-region":
+        expected = trust_region_bounds(X[int(Y.argmax())], 0.3, box, model)
+        assert torch.equal(proposal.bounds, expected)
+        assert float((proposal.bounds[1] - proposal.bounds[0]).prod()) < float((box[1] - box[0]).prod())
+    else:
+        assert torch.equal(proposal.bounds, box)
+    again = propose(model, X, Y, box, config, seed=3, trust_region=tr)
+    assert torch.equal(proposal.X, again.X)  # seeded: reproducible
+
+
+def test_trust_region_expands_after_successes_and_shrinks_after_failures() -> None:
+    config = AcquisitionConfig(tr_length=0.4, success_tolerance=2, failure_tolerance=2, tr_length_min=0.1)
+    tr = TrustRegion(0.4)
+    tr.update(True, config)
+    assert tr.length == 0.4
+    tr.update(True, config)
+    assert tr.length == 0.8
+    for _ in range(6):
+        tr.update(False, config)
+    assert tr.length == 0.1  # halved three times, then held at the floor
+
+
+def test_acquisition_config_rejects_bad_settings() -> None:
+    with pytest.raises(AcquisitionError, match="unknown region"):
+        AcquisitionConfig(region="ball")
+    with pytest.raises(AcquisitionError, match="q must be"):
+        AcquisitionConfig(q=0)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _config(iterations: int) -> OptimizeConfig:
+    return OptimizeConfig(iterations=iterations, decodings=4, pool_size=100, seed=1, surrogate=FAST_GP, acquisition=FAST_ACQ)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def two_iterations(tiny_run: Path, pool: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bo") / "uninterrupted"
+    optimize(molks.load(tiny_run), pool, out, "logp", _config(2), progress=False)
+    return out
+
+
+def test_loop_writes_every_output_with_the_right_columns(two_iterations: Path, tiny_run: Path) -> None:
+    for name in OUTPUT_FILES:
+        assert (two_iterations / name).is_file(), name
+    rows = _read_csv(two_iterations / "candidates.csv")
+    dim = molks.load(tiny_run).latent_dim
+    assert list(rows[0]) == ["iteration", *(f"z{j}" for j in range(dim)), "string", "valid", "score", "logp", "sa", "cycle"]
+    iterations = [int(r["iteration"]) for r in rows]
+    assert iterations.count(1) == iterations.count(2) == 4 and iterations.count(0) == len(rows) - 8
+    for r in rows:
+        if r["valid"] == "1":  # the parts add up to the score (method.md's normalisation)
+            parts = (float(r["logp"]) - 2.4570953396190123) / 1.434324401111988 + (-float(r["sa"]) + 3.0525811293166134) / 0.8347207269356862 + (float(r["cycle"]) + 0.0485696876403053) / 0.2860212110245455
+            assert float(r["score"]) == pytest.approx(parts)
+        else:
+            assert r["score"] == ""
+    summary = json.loads((two_iterations / "summary.json").read_text())
+    assert summary["iterations_completed"] == 2 and summary["proposals"] == 8
+    assert summary["valid_proposals"] == sum(r["valid"] == "1" for r in rows if r["iteration"] != "0")
+    assert summary["fraction_valid"] == summary["valid_proposals"] / 8
+    assert len(summary["seconds_per_iteration"]) == 2 and all(s > 0 for s in summary["seconds_per_iteration"])
+    scores = [t["score"] for t in summary["top"]]
+    assert scores == sorted(scores, reverse=True)
+    assert summary["settings"]["acquisition"]["q"] == 4 and summary["settings"]["decodings"] == 4
+    for name in ("best_molecules.png", "best_score.png"):
+        with Image.open(two_iterations / name) as image:
+            assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_resumed_run_equals_an_uninterrupted_one(two_iterations: Path, tiny_run: Path, pool: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    optimize(molks.load(tiny_run), pool, out, "logp", _config(1), progress=False)  # "killed" after iteration 1
+    assert json.loads((out / "summary.json").read_text())["iterations_completed"] == 1
+    optimize(molks.load(tiny_run), [], out, "logp", _config(2), resume=True, progress=False)  # the pool comes from the state
+    assert (out / "candidates.csv").read_text() == (two_iterations / "candidates.csv").read_text()
+
+
+def test_existing_run_needs_resume_and_the_same_settings(two_iterations: Path, tiny_run: Path, pool: list[str]) -> None:
+    model = molks.load(tiny_run)
+    with pytest.raises(OptimizeError, match="--resume"):
+        optimize(model, pool, two_iterations, "logp", _config(2), progress=False)
+    with pytest.raises(OptimizeError, match="target"):
+        optimize(model, pool, two_iterations, "qed", _config(2), resume=True, progress=False)
+
+
+def test_expression_target_loop(tiny_expression_run: Path, tmp_path: Path) -> None:
+    model = molks.load(tiny_expression_run)
+    texts = (Path(__file__).resolve().parents[1] / "data" / "expressions.txt").read_text().splitlines()[400:480]
+    config = OptimizeConfig(iterations=1, decodings=4, pool_size=80, surrogate=FAST_GP, acquisition=FAST_ACQ)
+    summary = optimize(model, texts, tmp_path, "expression", config, progress=False)
+    rows = _read_csv(tmp_path / "candidates.csv")
+    assert list(rows[0])[-3:] == ["string", "valid", "score"]
+    proposals = [r for r in rows if r["iteration"] == "1"]
+    assert len(proposals) == 4
+    worst = math.log(1001)
+    for r in proposals:  # the expression score lies in [0, log 1001]
+        assert r["valid"] == "0" or 0 <= float(r["score"]) <= worst + 1e-9
+    assert summary["maximize"] is False
+    top = [t["score"] for t in summary["top"]]
+    assert top == sorted(top)  # lower is better
+    assert (tmp_path / "best_molecules.png").is_file()
+
+
+def test_bad_settings_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(OptimizeError, match="iterations"):
+        OptimizeConfig(iterations=0)
+    with pytest.raises(OptimizeError, match="empty"):
+        optimize(molks.load(tiny_run), [], tmp_path / "empty", "logp", _config(1), progress=False)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_runs_and_reports(tiny_run: Path, pool: list[str], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from molks.cli.optimize import app
+
+    pool_file = tmp_path / "pool.smi"
+    pool_file.write_text("\n".join(pool) + "\n")
+    out = tmp_path / "cli-out"
+    args = ["--model", str(tiny_run), "--pool", str(pool_file), "--pool-size", "60", "--out", str(out),
+            "--iterations", "1", "--batch-size", "3", "--decodings", "2", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "valid proposals" in result.output
+    assert len([r for r in _read_csv(out / "candidates.csv") if r["iteration"] == "1"]) == 3
+    again = CliRunner().invoke(app, args)  # same --out without --resume
+    assert again.exit_code == 2 and "--resume" in again.output
+    bad = CliRunner().invoke(app, ["--model", str(tiny_run), "--target", "nope", "--out", str(tmp_path / "x"), "--quiet"])
+    assert bad.exit_code == 2 and "unknown target" in bad.output
