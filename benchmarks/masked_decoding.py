@@ -1,6 +1,6 @@
 """Benchmark: batched grammar-masked decoding vs the bare decoder and the per-sequence reference.
 
-    python benchmarks/masked_decoding.py [--n-codes 1000] [--max-length 150] [--repeats 5]
+    python benchmarks/masked_decoding.py [--n-codes 1000] [--max-length 150] [--repeats 5] [--threads 1]
 
 For each network preset (``paper`` and ``small`` molecules) with the bundled SMILES grammar:
   forward    decoder forward pass of N latent codes (logits only)
@@ -9,7 +9,9 @@ For each network preset (``paper`` and ``small`` molecules) with the bundled SMI
   sampled    forward + batched masked sampling at temperature 1
   reference  per-sequence Python-stack greedy selection on the same logits (``decode_logits_reference``)
 Overhead = select / forward (target: <= 15% on CPU); speed-up = reference / select.
-Times are medians over repeats (the reference runs once).
+Times are medians over repeats (the reference runs once). Torch runs on --threads threads
+(default 1): on a shared machine whose cores are oversubscribed, OpenMP threads that spin-wait
+for each other can make 2-thread GRUs an order of magnitude slower than 1 thread.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--presets", nargs="+", default=["paper", "small"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     print(

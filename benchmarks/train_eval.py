@@ -1,6 +1,6 @@
 """Benchmark: train gmm, vae and rae on the same MOSES subset, then evaluate them on MOSES test.
 
-    python benchmarks/train_eval.py [--n-train 8000] [--n-test 1000] [--epochs 8] [--batch-size 128]
+    python benchmarks/train_eval.py [--n-train 10000] [--n-test 1000] [--epochs 10] [--batch-size 128]
         [--regularizers gmm,vae,rae] [--preset small] [--device cpu] [--n-samples 1000] [--seed 0]
         [--threads N] [--out DIR] [--data-dir PATH]
 
@@ -20,9 +20,12 @@ ratios of the test codes to the prior (1 = as close as a true prior sample of th
 Prints a markdown table, the machine and the command. Run directories and sample grids (PNG) are
 kept in ``--out`` (default: a new temporary folder).
 
-Defaults (8,000 molecules, 8 epochs, small preset) are sized to finish in roughly 20-30 minutes on
-2 CPU cores for the three models; with a GPU (``--device cuda``) use ``--preset paper`` and much
-more data.
+Defaults (10,000 molecules, 10 epochs, batch 128, small preset) are meant to finish in roughly
+20-30 minutes for the three models on 2 otherwise idle CPU cores (estimated from ~70 molecules a
+second per training step measured with 1 thread on a heavily shared 2-core machine). On a shared
+machine pass ``--threads 1``: several processes each spinning 2 OpenMP threads on 2 cores slow
+torch down by one to two orders of magnitude. With a GPU (``--device cuda``) use ``--preset paper``
+and much more data.
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "moses"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with MOSES train.csv.gz and test.csv.gz")
-    p.add_argument("--n-train", type=int, default=8000, help="training subset size (10%% of it validates)")
+    p.add_argument("--n-train", type=int, default=10000, help="training subset size (10%% of it validates)")
     p.add_argument("--n-test", type=int, default=1000, help="test subset size")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--regularizers", default="gmm,vae,rae", help="comma-separated: gmm, vae, cv-vae, rae, wae")
     p.add_argument("--preset", default="small", choices=("small", "paper"))

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+# Tests run in parallel workers (pytest -n 2 on 2 cores): one intra-op thread each, or OpenMP
+# threads oversubscribe the cores and every tensor operation slows down by orders of magnitude.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSES_SAMPLE = ROOT / "data" / "moses_sample.smi"

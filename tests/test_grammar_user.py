@@ -8,6 +8,7 @@ import nltk
 import pytest
 
 from molks.grammar import BUNDLED_GRAMMARS, Grammar, GrammarError, ParseError
+from molks.grammar.general import chart_parser
 
 LL1_TOY = "S -> 'a' S | 'b'\n"
 LALR_TOY = "S -> S 'a' | 'b'\n"  # left recursive: not LL(1), but LALR(1)
@@ -26,7 +27,7 @@ def nltk_trees(grammar: Grammar, text: str) -> list[list[int]]:
     index: dict[nltk.grammar.Production, int] = {}
     for i, production in enumerate(grammar.productions):
         index.setdefault(production, i)
-    parser = nltk.ChartParser(grammar.cfg)
+    parser = chart_parser(grammar.cfg)
     return [[index[p] for p in tree.productions()] for tree in parser.parse(grammar.tokenize(text))]
 
 
@@ -91,6 +92,26 @@ def test_ambiguous_sentences_give_nltk_first_tree(text: str, sentence: str) -> N
     assert len(trees) > 1  # really ambiguous
     assert g.parse(sentence) == trees[0]
     assert g.derive(g.parse(sentence)) == sentence
+
+
+class _FastClock:
+    """Stands in for the ``time`` module: every reading is 100 s later, as on a very slow machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 100.0
+        return self.now
+
+
+def test_ambiguous_parse_has_no_wall_clock_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # nltk >= 3.10 stops a chart parse after 5 s by default; a busy machine must not make parse() fail.
+    import nltk.parse.chart
+
+    monkeypatch.setattr(nltk.parse.chart, "time", _FastClock())
+    g = Grammar(AMBIGUOUS_TOY)
+    assert g.parse("a + a + a") == [0, 0, 1, 1, 1]
 
 
 def test_lalr_grammar_matches_nltk() -> None:

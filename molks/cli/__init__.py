@@ -6,6 +6,7 @@ import typer
 
 from molks.cli.data import app as data_app
 from molks.cli.grammar import app as grammar_app
+from molks.cli.model import register as register_model_commands
 from molks.cli.train import train_command
 
 app = typer.Typer(
@@ -17,5 +18,6 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(grammar_app, name="grammar")
 app.command("train")(train_command)
+register_model_commands(app)
 
 __all__ = ["app"]

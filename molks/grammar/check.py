@@ -26,8 +26,9 @@ import nltk
 from molks.grammar.analysis import END, Production, ll1_table, unproductive_nonterminals, unreachable_nonterminals
 from molks.grammar.cfg import Grammar
 from molks.grammar.errors import GrammarError
+from molks.grammar.general import chart_parser
 
-__all__ = ["GrammarReport", "LineNote", "check_grammar", "read_lines"]
+__all__ = ["Conflict", "GrammarReport", "LineNote", "check_grammar", "read_lines"]
 
 _CHUNK = 5000
 _PARALLEL_MIN = 100_000  # below this, starting worker processes costs more than it saves (~100k items/s serial)
@@ -132,9 +133,9 @@ def check_grammar(
     """Check ``grammar`` against data items ``lines``.
 
     Every item is tokenized and parsed (in ``processes`` worker processes when > 1 and there are
-    at least 100,000 items). Ambiguity
-    is looked for on ``sample`` parsed items (seeded) with nltk's ChartParser, counting up to two
-    trees -- unless the grammar is LL(1) or LALR(1), which are unambiguous by construction.
+    at least 100,000 items). Ambiguity is looked for on ``sample`` parsed items (seeded) with
+    nltk's ChartParser, counting up to two trees -- unless the grammar is LL(1) or LALR(1),
+    which are unambiguous by construction.
     ``line_numbers`` (default 1, 2, ...) name the items in the report.
     """
     if line_numbers is None:
@@ -165,7 +166,7 @@ def check_grammar(
     else:
         method = f"nltk ChartParser, up to 2 trees, on {min(sample, len(parsed))} parsed items (seed {seed})"
         checked = sorted(random.Random(seed).sample(parsed, min(sample, len(parsed))))
-        chart = nltk.ChartParser(grammar.cfg)
+        chart = chart_parser(grammar.cfg)
         ambiguous = []
         for i in checked:
             trees = itertools.islice(chart.parse(grammar.tokenize(lines[i])), 2)

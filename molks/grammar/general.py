@@ -91,9 +91,21 @@ class GeneralParser:
 
     def _nltk_first_tree(self, tokens: Sequence[str]) -> list[int]:
         if self._nltk_parser is None:
-            self._nltk_parser = nltk.ChartParser(self._cfg)
+            self._nltk_parser = chart_parser(self._cfg)
         tree = next(iter(self._nltk_parser.parse(list(tokens))))
         return [self._production_index[p] for p in tree.productions()]
+
+
+def chart_parser(cfg: nltk.CFG) -> nltk.ChartParser:
+    """nltk's ChartParser without a wall-clock limit.
+
+    nltk >= 3.10 raises TimeoutError after 5 s of chart parsing by default, which a long sentence
+    or a busy machine can reach; older nltk has no such limit (nor the ``max_time`` argument).
+    """
+    try:
+        return nltk.ChartParser(cfg, max_time=None)
+    except TypeError:
+        return nltk.ChartParser(cfg)
 
 
 def _preorder(tree: lark.Tree) -> list[int] | None:

@@ -158,16 +158,19 @@ class _State:
     box: torch.Tensor  # [2, D] bounding box of the pool's codes
     rows: list[dict[str, Any]]  # iteration, string, valid, score, terms
     meta: dict[str, Any]  # identity, completed, fill, trust region, timings, held-out metrics
+    gp: dict[str, torch.Tensor] = field(default_factory=dict)  # last fit's hyperparameters (warm start)
 
     def save(self, path: Path) -> None:
-        save_checkpoint(path, {"X": self.X, "Y": self.Y, "box": self.box}, {**self.meta, "rows": self.rows})
+        tensors = {"X": self.X, "Y": self.Y, "box": self.box, **{f"gp.{k}": v for k, v in self.gp.items()}}
+        save_checkpoint(path, tensors, {**self.meta, "rows": self.rows})
 
     @classmethod
     def load(cls, path: Path) -> _State:
         tensors, meta, _ = load_checkpoint(path)
         try:
             rows = meta.pop("rows")
-            state = cls(tensors["X"], tensors["Y"], tensors["box"], rows, meta)
+            gp = {k[len("gp."):]: v for k, v in tensors.items() if k.startswith("gp.")}
+            state = cls(tensors["X"], tensors["Y"], tensors["box"], rows, meta, gp)
         except KeyError as err:
             raise CheckpointError(f"{path}: not an optimisation state (missing {err})") from None
         if meta.get("version") != STATE_VERSION or len(rows) != len(state.X) or len(state.Y) != len(state.X):
@@ -224,6 +227,8 @@ def optimize(
         _write_outputs(out, state, model, target, config)
 
     bar = _progress(config.iterations, state.meta["completed"], progress)
+    if state.meta["completed"] >= config.iterations:
+        _write_outputs(out, state, model, target, config)  # a resume with nothing left to do: refresh the files
     while state.meta["completed"] < config.iterations:
         iteration = state.meta["completed"] + 1
         _iterate(state, model, target, config, iteration)
@@ -242,9 +247,7 @@ def optimize(
         log(message)
     if bar is not None:
         bar.close()
-    summary = _summary(state, target, config)
-    _write_outputs(out, state, model, target, config)  # also after a resume with nothing left to do
-    return summary
+    return _summary(state, target, config)
 
 
 def _start(
@@ -309,7 +312,11 @@ def _iterate(state: _State, model: LatentModel, target: Target, config: Optimize
     seed = config.seed * 1_000_003 + iteration
     acq = config.acquisition
     t0 = time.perf_counter()
-    surrogate = fit_surrogate(state.X, state.Y, state.box, config.surrogate, seed=seed, kind=state.meta["surrogate_kind"])
+    warm = state.gp if config.surrogate.warm_start else None
+    surrogate = fit_surrogate(
+        state.X, state.Y, state.box, config.surrogate, seed=seed, kind=state.meta["surrogate_kind"], warm_start=warm
+    )
+    state.gp = surrogate.hyperparameters()
     t1 = time.perf_counter()
     region = TrustRegion.from_dict(state.meta["trust_region"])
     proposal = propose(surrogate.model, state.X, state.Y, state.box, acq, seed=seed, trust_region=region)
@@ -501,7 +508,9 @@ def _draw_molecules(path: Path, top: list[dict[str, Any]]) -> None:
 
 def _draw_text_table(path: Path, top: list[dict[str, Any]]) -> None:
     plt = _pyplot()
-    lines = [f"{item['score']:8.3f}   {item['string']}" for item in top] or ["no valid proposals yet"]
+    lines = ["   score   string", *(f"{item['score']:8.3f}   {item['string']}" for item in top)]
+    if not top:
+        lines = ["no valid proposals yet"]
     fig = plt.figure(figsize=(8, 0.35 * len(lines) + 0.6))
     fig.text(0.02, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=10)
     _save_figure(fig, path)
