@@ -145,6 +145,8 @@ def test_acquisition_config_rejects_bad_settings() -> None:
         AcquisitionConfig(region="ball")
     with pytest.raises(AcquisitionError, match="q must be"):
         AcquisitionConfig(q=0)
+    with pytest.raises(AcquisitionError, match="best_f"):
+        AcquisitionConfig(best_f="median")
 
 
 # ---------------------------------------------------------------- the loop
@@ -212,8 +214,12 @@ def test_existing_run_needs_resume_and_the_same_settings(two_iterations: Path, t
 def test_expression_target_loop(tiny_expression_run: Path, tmp_path: Path) -> None:
     model = molks.load(tiny_expression_run)
     texts = (Path(__file__).resolve().parents[1] / "data" / "expressions.txt").read_text().splitlines()[400:480]
-    config = OptimizeConfig(iterations=1, decodings=4, pool_size=80, surrogate=FAST_GP, acquisition=FAST_ACQ)
+    auto = SurrogateConfig(**{**FAST_GP.to_dict(), "kind": "auto"})  # held-out comparison picks the GP
+    config = OptimizeConfig(iterations=1, decodings=4, pool_size=80, surrogate=auto, acquisition=FAST_ACQ)
     summary = optimize(model, texts, tmp_path, "expression", config, progress=False)
+    assert set(summary["heldout_metrics"]) == {"baseline", "exact", "variational"}
+    assert summary["surrogate_kind"] == choose_surrogate(summary["heldout_metrics"])
+    assert summary["iterations"][0]["surrogate"]["kind"] == summary["surrogate_kind"]
     rows = _read_csv(tmp_path / "candidates.csv")
     assert list(rows[0])[-3:] == ["string", "valid", "score"]
     proposals = [r for r in rows if r["iteration"] == "1"]

@@ -49,6 +49,7 @@ __all__ = [
 
 REGIONS = ("box", "trust-region")
 STRATEGIES = ("joint", "sequential")
+BEST_F = ("posterior-mean", "observed")
 DTYPE = torch.float64
 
 
@@ -77,6 +78,7 @@ class AcquisitionConfig:
     mc_samples: int = 128
     maxiter: int = 100
     margin: float = 0.0
+    best_f: str = "posterior-mean"
     tr_length: float = 0.4
     tr_length_min: float = 0.05
     tr_length_max: float = 1.6
@@ -91,6 +93,8 @@ class AcquisitionConfig:
         for name in ("q", "num_restarts", "raw_samples", "mc_samples", "maxiter", "success_tolerance", "failure_tolerance"):
             if int(getattr(self, name)) < 1:
                 raise AcquisitionError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.best_f not in BEST_F:
+            raise AcquisitionError(f"unknown best_f {self.best_f!r}; choose one of {BEST_F}")
         if self.margin < 0:
             raise AcquisitionError(f"margin must be >= 0, got {self.margin}")
         if not 0 < self.tr_length_min <= self.tr_length <= self.tr_length_max:
@@ -168,6 +172,12 @@ def trust_region_bounds(center: Tensor, length: float, box: Tensor, model: Model
     return torch.stack([low, high])
 
 
+@torch.no_grad()
+def _best_posterior_mean(model: Model, X: Tensor, batch: int = 4096) -> Tensor:
+    """Largest posterior mean over the evaluated codes: the incumbent EI improves on under noise."""
+    return torch.cat([model.posterior(X[i : i + batch]).mean.reshape(-1) for i in range(0, len(X), batch)]).max()
+
+
 @dataclass
 class Proposal:
     """Proposed codes [q, D], the region they were optimised in [2, D], and diagnostics."""
@@ -207,8 +217,9 @@ def propose(
         bounds = box.clone()
     torch.manual_seed(seed)
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([config.mc_samples]), seed=seed)
-    acqf = qLogExpectedImprovement(model, best_f=Y.max(), sampler=sampler)
     with gpytorch.settings.max_cholesky_size(max_cholesky), warnings.catch_warnings():
+        best_f = Y.max() if config.best_f == "observed" else _best_posterior_mean(model, X)
+        acqf = qLogExpectedImprovement(model, best_f=best_f, sampler=sampler)
         # L-BFGS-B stopping at maxiter is expected with a small budget; it is not a failure.
         warnings.simplefilter("ignore", OptimizationWarning)
         candidates, _ = optimize_acqf(

@@ -72,8 +72,8 @@ class SurrogateConfig:
 
     kind: str = "exact"
     max_exact: int = 4000
-    max_fit: int = 1000
-    inducing_points: int = 500
+    max_fit: int = 500
+    inducing_points: int = 200
     maxiter: int = 200
     warm_start: bool = True
 
