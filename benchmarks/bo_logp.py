@@ -61,14 +61,11 @@ def parse_args(argv: list[str] | None, target: str, default_out: str) -> argpars
 
 def run_seeds(args: argparse.Namespace, target: str) -> list[dict[str, Any]]:
     """One optimisation per seed; returns their summaries."""
-    import torch
-
     import molks
     from molks.optimize.acquisition import AcquisitionConfig
     from molks.optimize.loop import STATE_FILE, OptimizeConfig, optimize, read_pool
     from molks.optimize.surrogate import SurrogateConfig
 
-    torch.set_num_threads(args.threads)
     model = molks.load(args.run_dir)
     pool_path = Path(args.pool) if args.pool else model.run_dir / "train.smi.gz"
     texts = read_pool(pool_path, model.is_molecular)
@@ -82,6 +79,7 @@ def run_seeds(args: argparse.Namespace, target: str) -> list[dict[str, Any]]:
             pool_size=args.pool_size,
             seed=seed,
             heldout=args.heldout,
+            threads=args.threads,
             surrogate=SurrogateConfig(kind=args.surrogate),
             acquisition=AcquisitionConfig(q=args.batch_size, region=args.region, strategy=args.strategy, **acq_overrides),
         )

@@ -167,10 +167,7 @@ def run_demo(
 
     # 4. The report.
     seconds["total"] = time.perf_counter() - started
-    commands["demo"] = shlex.join(
-        ["molks", "demo", "--out", str(out)] + (["--train"] if train else ["--model", model])
-        + (["--quick"] if quick else []) + ([] if seed == 0 else ["--seed", str(seed)])
-    )
+    commands["demo"] = _demo_command(out, model, train, quick, settings, seed)
     from molks import __version__
 
     report = {
@@ -370,6 +367,23 @@ def _optimization_report(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- formatting
+
+# DemoSettings fields that ``molks demo`` has an option for.
+_OPTIONS = {"n_samples": "--n-samples", "iterations": "--iterations", "q": "--batch-size",
+            "decodings": "--decodings", "epochs": "--epochs", "train_size": "--train-size"}  # fmt: skip
+
+
+def _demo_command(out: Path, model: str, train: bool, quick: bool, settings: DemoSettings, seed: int) -> str:
+    """The ``molks demo`` command line that reruns this demo (settings without an option are left out)."""
+    words = ["molks", "demo", "--out", str(out)] + (["--train"] if train else ["--model", model])
+    words += ["--quick"] if quick else []
+    base = QUICK if quick else FULL
+    for name, option in _OPTIONS.items():
+        if getattr(settings, name) != getattr(base, name) and (train or name not in ("epochs", "train_size")):
+            words += [option, str(getattr(settings, name))]
+    words += [] if seed == 0 else ["--seed", str(seed)]
+    return shlex.join(words)
+
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from molks.cli.data import app as data_app
+from molks.cli.demo import demo_command
 from molks.cli.grammar import app as grammar_app
 from molks.cli.model import register as register_model_commands
 from molks.cli.train import train_command
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(grammar_app, name="grammar")
+app.command("demo")(demo_command)
 app.command("train")(train_command)
 register_model_commands(app)
 

@@ -18,9 +18,9 @@ __all__ = ["demo_command"]
 @fail_cleanly
 def demo_command(
     out: Annotated[Path, typer.Option(help="Report directory (a rerun replaces an earlier demo's files there).")] = Path("runs/demo"),
-    model: Annotated[str, typer.Option(help="A shipped model name or a run directory from molks train.")] = "moses-small",
+    model: Annotated[Optional[str], typer.Option(help="A shipped model name or a run directory from molks train (default: moses-small).")] = None,
     train: Annotated[bool, typer.Option("--train", help="Train a small model on the embedded MOSES sample first (adds ~5-10 min).")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny settings (about a minute): checks that everything works.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny settings (under a minute): checks that everything works.")] = False,
     n_samples: Annotated[Optional[int], typer.Option(min=1, help="Prior samples to evaluate (default 300; quick 50).")] = None,
     iterations: Annotated[Optional[int], typer.Option(min=1, help="Optimisation rounds (default 2).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-q", min=1, help="Proposals per round (default 20; quick 5).")] = None,
@@ -36,6 +36,8 @@ def demo_command(
 
     from molks.demo import FULL, QUICK, run_demo, with_overrides
 
+    if train and model is not None:
+        raise typer.BadParameter("--train trains a new model; leave out --model", param_hint="--model")
     import torch
 
     torch.set_num_threads(threads)
@@ -44,7 +46,7 @@ def demo_command(
         epochs=epochs, train_size=train_size,
     )  # fmt: skip
     report_dir = run_demo(
-        out, model=model, train=train, quick=quick, settings=settings, seed=seed, device=device, progress=None
+        out, model=model or "moses-small", train=train, quick=quick, settings=settings, seed=seed, device=device, progress=None
     )
     report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     for note in report["notes"]:

@@ -41,8 +41,6 @@ def optimize(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
 ) -> None:
     """Search the latent space for strings that maximise (or, for expression, minimise) a target."""
-    import torch
-
     import molks
     from molks.optimize.acquisition import AcquisitionConfig
     from molks.optimize.loop import STATE_FILE, OptimizeConfig, read_pool
@@ -52,7 +50,6 @@ def optimize(
 
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    torch.set_num_threads(threads)
     try:
         config = OptimizeConfig(
             iterations=iterations,
@@ -60,6 +57,7 @@ def optimize(
             pool_size=pool_size,
             seed=seed,
             heldout=heldout,
+            threads=threads,
             surrogate=SurrogateConfig(kind=surrogate),
             acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy),
         )

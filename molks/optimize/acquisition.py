@@ -3,11 +3,11 @@
 Regions (both inside the bounding box of the starting pool's codes, the box the Grammar VAE
 protocol optimises in):
 
+- ``"trust-region"`` (default): a TuRBO-style box around the best point found so far, with
+  per-dimension half-widths ``length / 2`` (in units of the bounding box's width) scaled by
+  the GP's lengthscales; the length doubles after ``success_tolerance`` batches in a row that
+  improve on the best score and halves after ``failure_tolerance`` batches that do not.
 - ``"box"``: the whole bounding box.
-- ``"trust-region"``: a TuRBO-style box around the best point found so far, with per-dimension
-  half-widths ``length / 2`` (in units of the bounding box's width) scaled by the GP's
-  lengthscales; the length doubles after ``success_tolerance`` batches in a row that improve
-  on the best score and halves after ``failure_tolerance`` batches that do not.
 
 Batch strategies for the ``q`` proposals:
 
@@ -15,7 +15,21 @@ Batch strategies for the ``q`` proposals:
   from a few restarts. The joint acquisition accounts for the batch's correlations by
   itself; one q x D problem costs far less than q sequential ones.
 - ``"sequential"``: BoTorch's greedy sequential qLogEI (q problems of D coordinates, each
-  conditioning on the points already chosen): the plain baseline the speed target refers to.
+  conditioning on the points already chosen): the plain baseline.
+
+The incumbent ``best_f`` is by default the largest posterior mean over the evaluated codes,
+not the largest observed score: scores are noisy functions of the codes (the GP's noise
+term is large), and improving on the luckiest observation is so improbable that the joint
+qLogEI becomes flat and L-BFGS stops at its starting point.
+
+Measured on one fitted GP (2,000 MOSES molecules, 56-D codes of a small molks GMM model,
+q=50, 2-core CPU, one thread), joint qLogEI of the batch under a 1,024-sample judge:
+exact GP, trust region: joint (2 restarts, 64 raw samples) 9 s, value 0.001; sequential
+(4 restarts, 256 raw samples) 310 s, value -0.105. SVGP: joint 1.2 s, -0.44; sequential
+71 s, -0.58. With ``best_f`` the best observed score instead, the joint batch scored -43.9
+against -6.3 for the sequential one. Regions, two seeds x two iterations x 50 proposals
+(``benchmarks/bo_logp.py``): trust region: per-run best 1.96-2.05, valid 0.81-0.85, average
+valid score -1.41; whole box: per-run best 1.45, valid 0.74, average -1.98.
 """
 
 from __future__ import annotations
@@ -45,6 +59,7 @@ __all__ = [
     "bounding_box",
     "lengthscales",
     "propose",
+    "trust_region_bounds",
 ]
 
 REGIONS = ("box", "trust-region")
@@ -66,6 +81,8 @@ class AcquisitionConfig:
     mc_samples: quasi-Monte-Carlo samples of the joint posterior in qLogEI.
     maxiter: L-BFGS-B iterations per start.
     margin: the bounding box is widened by this fraction of its width on each side.
+    best_f: the incumbent qLogEI improves on: "posterior-mean" (largest posterior mean over the
+        evaluated codes) or "observed" (largest observed value).
     tr_length / tr_length_min / tr_length_max: trust-region side lengths (box-width units).
     success_tolerance / failure_tolerance: batches in a row before expanding / shrinking.
     """

@@ -302,13 +302,12 @@ def _write_metrics(run: Path, history: list[dict[str, float]]) -> None:
 
 
 def _plot_losses(run: Path, history: list[dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure: no pyplot state, no backend switch in the caller's notebook.
+    from matplotlib.figure import Figure
 
     terms = [k[len("train_") :] for k in history[0] if k.startswith("train_")]
-    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(terms), 3))
+    axes = fig.subplots(1, len(terms), squeeze=False)
     epochs = [row["epoch"] for row in history]
     for ax, term in zip(axes[0], terms):
         ax.plot(epochs, [row[f"train_{term}"] for row in history], label="train")
@@ -321,7 +320,6 @@ def _plot_losses(run: Path, history: list[dict[str, float]]) -> None:
     fig.tight_layout()
     tmp = run / ".loss_curves.png.tmp"
     fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     os.replace(tmp, run / "loss_curves.png")
 
 
