@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from rdkit import Chem
 
 import molks
 from molks.optimize.acquisition import (
@@ -189,6 +190,8 @@ def test_loop_writes_every_output_with_the_right_columns(two_iterations: Path, t
     assert len(summary["seconds_per_iteration"]) == 2 and all(s > 0 for s in summary["seconds_per_iteration"])
     scores = [t["score"] for t in summary["top"]]
     assert scores == sorted(scores, reverse=True)
+    canonical = [Chem.MolToSmiles(Chem.MolFromSmiles(t["string"])) for t in summary["top"]]
+    assert len(set(canonical)) == len(canonical)  # one molecule written two ways is listed once
     assert summary["settings"]["acquisition"]["q"] == 4 and summary["settings"]["decodings"] == 4
     for name in ("best_molecules.png", "best_score.png"):
         with Image.open(two_iterations / name) as image:

@@ -328,6 +328,7 @@ def _start(
     meta: dict[str, Any] = {
         "version": STATE_VERSION,
         "identity": identity,
+        "molecular": model.is_molecular,
         "completed": 0,
         "fill_value": fill,
         "pool": {"source": pool_source, "size": len(keep), "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()},
@@ -435,8 +436,9 @@ def _summary(state: _State, target: Target, config: OptimizeConfig) -> dict[str,
     valid = [r for r in proposals if r["valid"]]
     sign = 1.0 if target.maximize else -1.0
     best: dict[str, dict[str, Any]] = {}
+    key = _canonical_smiles if state.meta.get("molecular") else (lambda text: text)
     for r in sorted(valid, key=lambda r: (-sign * r["score"], r["iteration"])):
-        best.setdefault(r["string"], {"string": r["string"], "score": r["score"], "iteration": r["iteration"],
+        best.setdefault(key(r["string"]), {"string": r["string"], "score": r["score"], "iteration": r["iteration"],
                                       **{k: r[k] for k in LOGP_TERMS if k in r}})
     pool_scores = [r["score"] for r in state.rows if r["iteration"] == 0]
     iterations = state.meta["iterations"]
@@ -460,6 +462,15 @@ def _summary(state: _State, target: Target, config: OptimizeConfig) -> dict[str,
         "settings": {"target": target.name, **config.to_dict()},
         "note": f"each proposal decoded greedily plus {config.decodings} sampled decodings, the most frequent valid string kept",
     }
+
+
+def _canonical_smiles(smiles: str) -> str:
+    """RDKit's canonical form, so that one molecule written two ways is listed once."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    return smiles if mol is None else Chem.MolToSmiles(mol)
 
 
 def _write_outputs(out: Path, state: _State, model: LatentModel, target: Target, config: OptimizeConfig) -> None:
@@ -488,26 +499,20 @@ def _candidates_csv(state: _State, target: Target) -> str:
     return buffer.getvalue()
 
 
-def _save_figure(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure drawn with Agg, without pyplot: the global backend (a notebook's) stays as it is."""
+    from matplotlib.figure import Figure
 
+    return Figure(figsize=(width, height))
+
+
+def _save_figure(fig: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_best_score(path: Path, state: _State, target: Target) -> None:
-    plt = _pyplot()
     better = _better(target)
     xs, ys, best = [], [], None
     for n, row in enumerate((r for r in state.rows if r["iteration"] > 0), start=1):
@@ -516,7 +521,8 @@ def _plot_best_score(path: Path, state: _State, target: Target) -> None:
         if best is not None:
             xs.append(n)
             ys.append(best)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = _figure(5, 3.5)
+    ax = fig.subplots()
     if xs:
         ax.step(xs, ys, where="post", label="best proposal")
     pool = [r["score"] for r in state.rows if r["iteration"] == 0]
@@ -531,7 +537,7 @@ def _plot_best_score(path: Path, state: _State, target: Target) -> None:
 
 def _draw_molecules(path: Path, top: list[dict[str, Any]]) -> None:
     from rdkit import Chem, rdBase
-    from rdkit.Chem import Draw
+    from rdkit.Chem.Draw import rdMolDraw2D
 
     mols, legends = [], []
     with rdBase.BlockLogs():
@@ -543,18 +549,23 @@ def _draw_molecules(path: Path, top: list[dict[str, Any]]) -> None:
     if not mols:
         _draw_text_table(path, [])
         return
-    image = Draw.MolsToGridImage(mols, molsPerRow=4, subImgSize=(250, 250), legends=legends)
+    # The grid MolsToGridImage draws, via the drawer itself: in a notebook RDKit's IPython hooks
+    # make MolsToGridImage return a display object instead of a PIL image.
+    per_row, size = min(4, len(mols)), 250
+    rows = (len(mols) + per_row - 1) // per_row
+    drawer = rdMolDraw2D.MolDraw2DCairo(per_row * size, rows * size, size, size)
+    drawer.DrawMolecules(mols, legends=legends)
+    drawer.FinishDrawing()
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
+    tmp.write_bytes(drawer.GetDrawingText())
     os.replace(tmp, path)
 
 
 def _draw_text_table(path: Path, top: list[dict[str, Any]]) -> None:
-    plt = _pyplot()
     lines = ["   score   string", *(f"{item['score']:8.3f}   {item['string']}" for item in top)]
     if not top:
         lines = ["no valid proposals yet"]
-    fig = plt.figure(figsize=(8, 0.35 * len(lines) + 0.6))
+    fig = _figure(8, 0.35 * len(lines) + 0.6)
     fig.text(0.02, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=10)
     _save_figure(fig, path)
 

@@ -26,6 +26,13 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, or belongs to another model."""
 
 
+def _umask_mode() -> int:
+    """The mode a plain open() would give a new file (temporary files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +40,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(f.name, _umask_mode())
     os.replace(f.name, path)
 
 
@@ -55,6 +63,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"molks": json.dumps(meta)})
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
