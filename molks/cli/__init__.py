@@ -8,6 +8,7 @@ from molks.cli.data import app as data_app
 from molks.cli.demo import demo_command
 from molks.cli.grammar import app as grammar_app
 from molks.cli.model import register as register_model_commands
+from molks.cli.optimize import optimize as optimize_command
 from molks.cli.train import train_command
 
 app = typer.Typer(
@@ -21,5 +22,6 @@ app.add_typer(grammar_app, name="grammar")
 app.command("demo")(demo_command)
 app.command("train")(train_command)
 register_model_commands(app)
+app.command("optimize")(optimize_command)
 
 __all__ = ["app"]
