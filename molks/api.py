@@ -135,7 +135,10 @@ class LatentModel:
         if self.is_molecular:
             from rdkit import Chem
 
-            return bool(text) and Chem.MolFromSmiles(text) is not None
+            from molks.dataset.molecules import quiet_rdkit
+
+            with quiet_rdkit():  # decodings are often invalid: that is an answer, not an error to log
+                return bool(text) and Chem.MolFromSmiles(text) is not None
         try:
             self.grammar.parse(text)
         except GrammarError:
@@ -202,10 +205,12 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
 
 
 def _canonical(smiles: str, index: int) -> str:
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
 
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
+    from molks.dataset.molecules import quiet_rdkit
+
+    with quiet_rdkit():
+        mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise GrammarError(f"item {index}: {smiles!r} is not a valid SMILES (RDKit cannot parse it)")
     return Chem.MolToSmiles(mol)
