@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator
 
 import pytest
 import torch
@@ -22,15 +21,6 @@ from molks.model.masked import (
     masked_log_softmax,
 )
 from molks.model.networks import GrammarDecoder, network_config
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP spin-waits when the CPU cores are oversubscribed."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # name -> (kind, max_length, texts the grammar parses)

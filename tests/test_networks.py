@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Iterator
 
 import pytest
 import torch
@@ -18,15 +17,6 @@ from molks.model.networks import (
     NetworkConfigError,
     network_config,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP spin-waits when the CPU cores are oversubscribed."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_config(n_outputs: int = 13, max_length: int = 20, latent_dim: int = 4) -> NetworkConfig:
