@@ -129,6 +129,8 @@ def train(
         _check_resumable(run, config_doc)
     elif (run / "config.json").exists():
         raise TrainingError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+    if world > 1:
+        dist.barrier()  # every process has checked the run directory before rank 0 writes into it
 
     train_idx, val_idx = split_indices(len(texts), train_config.val_fraction, train_config.seed)
     if len(train_idx) < train_config.batch_size:
