@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -60,10 +59,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, moses_smiles: list[str]) 
 @pytest.fixture(scope="session")
 def tiny_expression_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny GMM model over the arithmetic grammar, trained on generated expressions."""
-    texts = (ROOT / "data" / "expressions.txt").read_text().splitlines()[:320] if (ROOT / "data" / "expressions.txt").exists() else None
-    if texts is None:
-        pytest.skip("data/expressions.txt is missing")
+    texts = (ROOT / "data" / "expressions.txt").read_text().splitlines()[:320]
     return train_tiny(tmp_path_factory.mktemp("tiny-expr") / "run", texts, grammar_name="arithmetic")
 
 
-__all__ = ["MOSES_SAMPLE", "ROOT", "np", "train_tiny"]
+__all__ = ["MOSES_SAMPLE", "ROOT", "train_tiny"]
