@@ -137,7 +137,8 @@ class LatentModel:
 
             from molks.dataset.molecules import quiet_rdkit
 
-            with quiet_rdkit():  # decodings are often invalid: that is an answer, not an error to log
+            # Hot path of decode_robust: one RDKit parse, no second parse for a reason nobody reads.
+            with quiet_rdkit():
                 return bool(text) and Chem.MolFromSmiles(text) is not None
         try:
             self.grammar.parse(text)
@@ -205,12 +206,9 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
 
 
 def _canonical(smiles: str, index: int) -> str:
-    from rdkit import Chem
+    from molks.dataset.molecules import MoleculeError, check_smiles
 
-    from molks.dataset.molecules import quiet_rdkit
-
-    with quiet_rdkit():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise GrammarError(f"item {index}: {smiles!r} is not a valid SMILES (RDKit cannot parse it)")
-    return Chem.MolToSmiles(mol)
+    try:
+        return check_smiles(smiles)
+    except MoleculeError as err:
+        raise GrammarError(f"item {index}: {smiles!r} is not a valid SMILES ({err})") from None
