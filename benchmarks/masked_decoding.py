@@ -9,6 +9,12 @@ For each network preset (``paper`` and ``small`` molecules) with the bundled SMI
   sampled    forward + batched masked sampling at temperature 1
   reference  per-sequence Python-stack greedy selection on the same logits (``decode_logits_reference``)
 Overhead = select / forward (target: <= 15% on CPU); speed-up = reference / select.
+
+With ``--autoregressive`` it also times the autoregressive decoder (``decoder="autoregressive"``),
+whose logits depend on the previous choice, so selection cannot be split from the forward pass:
+  unmasked   the same step-by-step loop feeding back the plain argmax (no grammar, no stack)
+  masked     ``AutoregressiveGrammarDecoder.decode``: masked greedy decoding with tensor stacks
+Overhead = (masked - unmasked) / unmasked.
 Times are medians over repeats (the reference runs once). Torch runs on --threads threads
 (default 1): on a shared machine whose cores are oversubscribed, OpenMP threads that spin-wait
 for each other can make 2-thread GRUs an order of magnitude slower than 1 thread.
@@ -28,7 +34,7 @@ import torch
 
 from molks.grammar import Grammar
 from molks.model.masked import MaskedDecoder, decode_logits, decode_logits_reference, grammar_tensors
-from molks.model.networks import GrammarDecoder, network_config
+from molks.model.networks import AutoregressiveGrammarDecoder, GrammarDecoder, network_config
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -49,6 +55,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["paper", "small"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--autoregressive", action="store_true", help="also time the autoregressive decoder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -99,6 +106,34 @@ def main() -> None:
             f"{finished.float().mean().item():>9.3f} {str(same):>9}"
         )
     print("overhead = select / forward; speed-up = reference / select (same logits, same ids)")
+    if args.autoregressive:
+        autoregressive_rows(args, grammar, tensors)
+
+
+def autoregressive_rows(args: argparse.Namespace, grammar: Grammar, tensors: torch.nn.Module) -> None:
+    print(f"\nautoregressive decoder: {'preset':<7} {'unmasked s':>11} {'masked s':>9} {'overhead':>9} {'finished':>9}")
+    for preset in args.presets:
+        torch.manual_seed(args.seed)
+        config = network_config(preset, "molecules", grammar.n_outputs, args.max_length, decoder="autoregressive")
+        decoder = AutoregressiveGrammarDecoder(config).eval()
+        z = torch.randn(args.n_codes, config.latent_dim)
+
+        @torch.no_grad()
+        def unmasked() -> torch.Tensor:
+            h, state = decoder._start(z)
+            previous = torch.full((len(z),), decoder.start_index, dtype=torch.long)
+            for _ in range(config.max_length):
+                out, state = decoder.gru(torch.cat([h, decoder.embed(previous)], dim=-1).unsqueeze(1), state)
+                previous = decoder.out(out[:, 0]).argmax(dim=-1)
+            return previous
+
+        t_unmasked = median_time(unmasked, args.repeats)
+        t_masked = median_time(lambda: decoder.decode(z, tensors), args.repeats)
+        _, finished = decoder.decode(z, tensors)
+        print(
+            f"{'':<22} {preset:<7} {t_unmasked:>11.3f} {t_masked:>9.3f} {(t_masked - t_unmasked) / t_unmasked:>9.1%} "
+            f"{finished.float().mean().item():>9.3f}"
+        )
 
 
 if __name__ == "__main__":

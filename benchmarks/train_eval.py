@@ -1,7 +1,7 @@
 """Benchmark: train gmm, vae and rae on the same MOSES subset, then evaluate them on MOSES test.
 
     python benchmarks/train_eval.py [--n-train 10000] [--n-test 1000] [--epochs 10] [--batch-size 128]
-        [--regularizers gmm,vae,rae] [--preset small] [--device cpu] [--n-samples 1000] [--seed 0]
+        [--regularizers gmm,vae,rae] [--preset small] [--decoder repeat|autoregressive] [--device cpu] [--n-samples 1000] [--seed 0]
         [--threads N] [--out DIR] [--data-dir PATH]
 
 Data: ``train.csv.gz`` and ``test.csv.gz`` (column SMILES) of the MOSES split, read from
@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--regularizers", default="gmm,vae,rae", help="comma-separated: gmm, vae, cv-vae, rae, wae")
     p.add_argument("--preset", default="small", choices=("small", "paper"))
+    p.add_argument("--decoder", default="repeat", choices=("repeat", "autoregressive"),
+                   help="repeat (GVAE) or autoregressive decoder")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--n-samples", type=int, default=1000, help="prior and ex-post samples (each)")
     p.add_argument("--seed", type=int, default=0)
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {run} exists; choose another --out", file=sys.stderr)
             return 2
         config = ModelConfig(
-            network=network_config(args.preset, "molecules", grammar.n_outputs, sequences.shape[1]),
+            network=network_config(args.preset, "molecules", grammar.n_outputs, sequences.shape[1], decoder=args.decoder),
             regularizer=reg,
             batch_size=args.batch_size,
             grammar_hash=grammar.content_hash,
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     n_test = rows[0][1]["n_held_out"] + rows[0][1]["held_out_skipped"] if rows else 0
     print(f"\nMOSES subset: {len(data)} training molecules (90% train / 10% validation), "
           f"{n_test} test molecules ({rows[0][1]['held_out_skipped'] if rows else 0} longer than the model's "
-          f"{sequences.shape[1]} steps, skipped); preset {args.preset}, batch {args.batch_size}, seed {args.seed}; "
+          f"{sequences.shape[1]} steps, skipped); preset {args.preset}, decoder {args.decoder}, batch {args.batch_size}, seed {args.seed}; "
           f"{args.n_samples} samples per source.\n")
     print("| model | reconstruction % | prior validity % | uniqueness % | novelty % | ex-post GMM validity % "
           "| unfinished (prior) % | KS ratio | CV ratio | s / epoch | epochs |")

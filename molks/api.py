@@ -113,16 +113,17 @@ class LatentModel:
     ) -> list[str | None]:
         """For each code [N, D]: the most frequent valid string among greedy + ``n_samples`` sampled decodings.
 
-        The decoder runs once per code (it is not autoregressive); only the masked selection is
-        repeated, in one batch. Valid means RDKit parses it for molecules, finished otherwise.
+        The repeat (GVAE) decoder runs once per code and only the masked selection is repeated;
+        the autoregressive one decodes the code ``n_samples`` times in one batch.
         """
         z = torch.as_tensor(z, dtype=torch.float32)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         greedy = self.decode(z)
         results: list[str | None] = []
         for i in range(len(z)):
-            logits = self.model.decoder(z[i : i + 1].to(self.device)).float().expand(n_samples, -1, -1)
-            ids, finished = self.model.tensors.decode(logits, greedy=False, temperature=temperature, generator=generator)
+            ids, finished = self.model.decode(
+                z[i : i + 1].to(self.device), greedy=False, temperature=temperature, generator=generator, repeats=n_samples
+            )
             candidates = [greedy[i]] + [
                 self.grammar.derive(row) for row, done in zip(ids.cpu().tolist(), finished.cpu().tolist()) if done
             ]

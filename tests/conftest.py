@@ -28,6 +28,7 @@ def train_tiny(
     regularizer: str = "gmm",
     epochs: int = 2,
     resume: bool = False,
+    decoder: str = "repeat",
     **train_options: object,
 ) -> Path:
     """Train a deliberately tiny model for real; returns its run directory."""
@@ -42,7 +43,7 @@ def train_tiny(
     length = max(map(len, ids))
     network = NetworkConfig(
         n_outputs=grammar.n_outputs, max_length=length, latent_dim=8, conv_channels=(8, 8), conv_kernels=(5, 5),
-        dense_size=32, decoder_dense_size=16, gru_layers=1, gru_hidden=32,
+        dense_size=32, decoder_dense_size=16, gru_layers=1, gru_hidden=32, decoder=decoder,
     )
     options = {"batch_size": 32, "epochs": epochs, "seed": 0, **train_options}
     config = ModelConfig(network, regularizer, int(options["batch_size"]), grammar_hash=grammar.content_hash)

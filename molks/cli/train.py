@@ -28,6 +28,11 @@ class Regularizer(str, Enum):
     wae = "wae"
 
 
+class Decoder(str, Enum):
+    repeat = "repeat"
+    autoregressive = "autoregressive"
+
+
 @fail_cleanly
 def train_command(
     data: Annotated[str, typer.Argument(help="Training file (.smi/.txt/.csv/.tsv, optionally .gz) or an embedded dataset: moses-sample, expressions.")],
@@ -35,6 +40,7 @@ def train_command(
     regularizer: Annotated[Regularizer, typer.Option(help="gmm (the method), or a baseline: vae, cv-vae, rae, wae.")] = Regularizer.gmm,
     preset: Annotated[Preset, typer.Option(help="Network size: small (CPU) or paper (the published architecture).")] = Preset.small,
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent size D (default: the preset's).")] = None,
+    decoder: Annotated[Decoder, typer.Option(help="repeat (GVAE: the code repeated over time) or autoregressive (feeds the previous production back).")] = Decoder.repeat,
     components: Annotated[int, typer.Option(help="GMM prior components K (gmm only).")] = 10,
     sigma: Annotated[float, typer.Option(help="Shared standard deviation of the GMM components (gmm only).")] = 1.0,
     lambda_rec: Annotated[float, typer.Option(help="Weight of the reconstruction loss.")] = 1.0,
@@ -74,7 +80,7 @@ def train_command(
     if regularizer is Regularizer.gmm:
         options = {"n_components": components, "sigma": sigma, **options}
     model_config = ModelConfig(
-        network=network_config(preset.value, kind, base.n_outputs, sequences.shape[1], latent_dim),
+        network=network_config(preset.value, kind, base.n_outputs, sequences.shape[1], latent_dim, decoder.value),
         regularizer=regularizer.value,
         batch_size=batch_size,
         regularizer_options=options,

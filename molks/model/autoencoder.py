@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from molks.grammar import Grammar
-from molks.model.masked import GrammarTensors, decode_logits, grammar_cross_entropy_per_sequence
-from molks.model.networks import GrammarDecoder, GrammarEncoder, NetworkConfig
+from molks.model.masked import GrammarTensors, grammar_cross_entropy_per_sequence
+from molks.model.networks import GrammarEncoder, NetworkConfig, make_decoder
 from molks.model.regularizers import LatentRegularizer, make_regularizer
 
 __all__ = ["Autoencoder", "ModelConfig"]
@@ -84,7 +84,7 @@ class Autoencoder(nn.Module):
             config.regularizer, config.network.latent_dim, config.batch_size, **config.regularizer_options
         )
         self.encoder = GrammarEncoder(config.network, variational=self.regularizer.encoder_outputs == 2)
-        self.decoder = GrammarDecoder(config.network)
+        self.decoder = make_decoder(config.network)
         self.tensors = GrammarTensors.from_grammar(grammar)
 
     @property
@@ -105,7 +105,7 @@ class Autoencoder(nn.Module):
         """
         mean, logvar = self.encoder(x)
         z = self.regularizer.latent(mean, logvar)
-        logits = self.decoder(z)
+        logits = self.decoder(z, x)  # x is fed back (teacher forcing) by an autoregressive decoder
         rec = grammar_cross_entropy_per_sequence(logits, x, self.tensors.masks, self.tensors.lhs_of).mean()
         if gather is not None:
             z, mean = gather(z), gather(mean)
@@ -127,7 +127,10 @@ class Autoencoder(nn.Module):
         greedy: bool = True,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        repeats: int = 1,
     ) -> tuple[Tensor, Tensor]:
-        """Grammar-valid production ids [B, L] and finished flags [B] for codes z [B, D]."""
-        logits = self.decoder(z)
-        return decode_logits(logits.float(), self.tensors, greedy=greedy, temperature=temperature, generator=generator)
+        """Grammar-valid production ids [B * repeats, L] and finished flags [B * repeats] for codes
+        z [B, D], each decoded ``repeats`` times (consecutive rows)."""
+        return self.decoder.decode(
+            z, self.tensors, greedy=greedy, temperature=temperature, generator=generator, repeats=repeats
+        )

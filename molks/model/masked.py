@@ -16,7 +16,7 @@ pushed in reverse order, so the leftmost one is expanded next (leftmost derivati
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ __all__ = [
     "MaskedDecoder",
     "decode_logits",
     "decode_logits_reference",
+    "decode_steps",
     "grammar_cross_entropy",
     "grammar_cross_entropy_per_sequence",
     "grammar_tensors",
@@ -196,7 +197,32 @@ def decode_logits(
     """
     _check_decode_args(logits, tensors, greedy, temperature)
     batch, length, _ = logits.shape
-    device = logits.device
+    return decode_steps(
+        lambda t, previous: logits[:, t], batch, length, tensors, greedy, temperature, generator, logits.device
+    )
+
+
+@torch.no_grad()
+def decode_steps(
+    next_logits: Callable[[int, torch.Tensor | None], torch.Tensor],
+    batch: int,
+    length: int,
+    tensors: GrammarTensors,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masked selection loop, for decoders that produce their logits one step at a time.
+
+    ``next_logits(t, previous)`` returns the logits [B, C] of step t, given the outputs chosen
+    at step t - 1 (``previous`` [B] long; None at t = 0): an autoregressive decoder feeds them
+    back, a non-autoregressive one ignores them. Returns ids [B, L] long and finished [B] bool
+    as :func:`decode_logits` does.
+    """
+    if not greedy and not temperature > 0:
+        raise ValueError(f"sampling temperature must be positive, got {temperature}")
+    device = torch.device(device)
     width = tensors.rhs_reversed.shape[1]
     # Each step pops one and pushes at most `width`, so the depth never exceeds this.
     depth = 1 + length * max(width - 1, 0)
@@ -208,15 +234,18 @@ def decode_logits(
     offsets = torch.arange(width, device=device)
     empty_row = torch.full((batch,), tensors.empty_row, dtype=torch.long, device=device)
     ids = torch.empty(batch, length, dtype=torch.long, device=device)
-    tiny = torch.finfo(logits.dtype).tiny
+    choice: torch.Tensor | None = None
     for t in range(length):
         nonempty = ptr > 0
         top = torch.where(nonempty, stack[rows, (ptr - 1).clamp(min=0)], empty_row)
         ptr = ptr - nonempty.long()
-        step = logits[:, t].masked_fill(~tensors.masks[top], float("-inf"))
+        step = next_logits(t, choice)
+        if step.shape != (batch, tensors.n_outputs):
+            raise ValueError(f"step {t}: logits must have shape [{batch}, {tensors.n_outputs}], got {list(step.shape)}")
+        step = step.masked_fill(~tensors.masks[top], float("-inf"))
         if not greedy:
             u = torch.rand(step.shape, generator=generator, device=device, dtype=step.dtype)
-            step = step / temperature - torch.log(-torch.log(u.clamp_(min=tiny)))
+            step = step / temperature - torch.log(-torch.log(u.clamp_(min=torch.finfo(step.dtype).tiny)))
         choice = step.argmax(dim=-1)
         ids[:, t] = choice
         count = tensors.rhs_count[choice]

@@ -3,8 +3,12 @@
 Shapes follow the Grammar VAE (Kusner et al., 2017): the encoder is a stack of
 valid (unpadded) 1D convolutions, a flatten and a dense layer; the decoder maps
 a code to a dense vector, repeats it over the time steps and runs stacked GRUs.
-The decoder is not autoregressive (no teacher forcing), so decoding a batch is
-one forward pass followed by the masked selection in ``molks.model.masked``.
+That decoder (``decoder="repeat"``, the published one) is not autoregressive, so
+decoding a batch is one forward pass followed by the masked selection in
+``molks.model.masked``. ``decoder="autoregressive"`` also feeds the previous
+production back at every step (teacher forcing in training, the chosen production
+in decoding) and starts its GRUs from the code: the same masks and loss, but it
+learns to reconstruct in far fewer steps (benchmarks/RESULTS.md).
 
 Both networks are generic in the vocabulary size ``n_outputs`` (C), so the
 character-level baseline reuses them with a character vocabulary.
@@ -19,14 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from molks.model.masked import GrammarTensors, decode_logits, decode_steps
+
 __all__ = [
     "ACTIVATIONS",
+    "AutoregressiveGrammarDecoder",
+    "DECODERS",
     "GrammarDecoder",
     "GrammarEncoder",
     "KINDS",
     "NetworkConfig",
     "NetworkConfigError",
     "PRESETS",
+    "make_decoder",
     "network_config",
     "one_hot_inputs",
 ]
@@ -46,6 +55,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 KINDS = ("molecules", "expressions")
+DECODERS = ("repeat", "autoregressive")
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class NetworkConfig:
     decoder_dense_size: the decoder's dense layer before repetition over time (GVAE uses D).
     gru_layers / gru_hidden: the decoder's stacked GRUs.
     activation: name in ``ACTIVATIONS`` used after convolutions and dense layers.
+    decoder: "repeat" (GVAE: the code repeated over time) or "autoregressive" (the previous
+        output fed back at every step); see the module notes.
     """
 
     n_outputs: int
@@ -71,6 +83,7 @@ class NetworkConfig:
     gru_layers: int
     gru_hidden: int
     activation: str = "relu"
+    decoder: str = "repeat"
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists: normalise so equality and hashing work.
@@ -109,6 +122,8 @@ class NetworkConfig:
             raise NetworkConfigError(
                 f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}"
             )
+        if self.decoder not in DECODERS:
+            raise NetworkConfigError(f"unknown decoder {self.decoder!r}; choose one of {list(DECODERS)}")
         if self.conv_output_length < 1:
             raise NetworkConfigError(
                 f"convolutions with kernels {self.conv_kernels} need sequences of at least "
@@ -172,11 +187,12 @@ def network_config(
     n_outputs: int,
     max_length: int,
     latent_dim: int | None = None,
+    decoder: str = "repeat",
 ) -> NetworkConfig:
     """The ``NetworkConfig`` of a named preset for a data kind ("molecules" or "expressions").
 
     latent_dim overrides the preset's latent size (the decoder's first dense layer follows it
-    when the preset ties them, as GVAE does).
+    when the preset ties them, as GVAE does); decoder is "repeat" or "autoregressive".
     """
     if preset not in PRESETS:
         raise NetworkConfigError(f"unknown network preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -197,6 +213,7 @@ def network_config(
         gru_layers=p.gru_layers,
         gru_hidden=p.gru_hidden,
         activation=p.activation,
+        decoder=decoder,
     )
 
 
@@ -276,11 +293,110 @@ class GrammarDecoder(nn.Module):
         )
         self.out = nn.Linear(config.gru_hidden, config.n_outputs)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        if z.dim() != 2 or z.shape[1] != c.latent_dim:
-            raise ValueError(f"latent codes must have shape [B, {c.latent_dim}], got {list(z.shape)}")
-        h = self.dense(z.to(self.out.weight.dtype))
-        h = h.unsqueeze(1).expand(-1, c.max_length, -1)
+    def forward(self, z: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, C] of codes z [B, D]; ``targets`` is ignored (nothing is fed back)."""
+        h = self.dense(_check_codes(z, self.config).to(self.out.weight.dtype))
+        h = h.unsqueeze(1).expand(-1, self.config.max_length, -1)
         h, _ = self.gru(h)
         return self.out(h)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: torch.Tensor,
+        tensors: GrammarTensors,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        repeats: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked decoding of z [B, D], each code ``repeats`` times (rows i*repeats ...
+        (i+1)*repeats - 1 belong to code i): ids [B * repeats, L], finished [B * repeats].
+
+        The logits are computed once per code; only the selection is repeated.
+        """
+        logits = self(z).float().repeat_interleave(repeats, dim=0)
+        return decode_logits(logits, tensors, greedy=greedy, temperature=temperature, generator=generator)
+
+
+class AutoregressiveGrammarDecoder(nn.Module):
+    """z [B, D] and the previous outputs -> stacked GRUs -> logits [B, L, C].
+
+    Step t sees dense(z) and an embedding of the output at t - 1 (a start symbol at t = 0);
+    the GRUs start from a state computed from z. Training feeds the true sequence back
+    (teacher forcing: one GRU pass over all steps); decoding feeds back what the masked
+    selection chose, one step at a time.
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        act = ACTIVATIONS[config.activation]
+        self.dense = nn.Sequential(nn.Linear(config.latent_dim, config.decoder_dense_size), act())
+        self.start_index = config.n_outputs  # an extra embedding row: "no previous output"
+        self.embed = nn.Embedding(config.n_outputs + 1, config.decoder_dense_size)
+        self.initial_state = nn.Linear(config.latent_dim, config.gru_layers * config.gru_hidden)
+        self.gru = nn.GRU(
+            2 * config.decoder_dense_size, config.gru_hidden, num_layers=config.gru_layers, batch_first=True
+        )
+        self.out = nn.Linear(config.gru_hidden, config.n_outputs)
+
+    def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dense(z) [B, E] and the initial GRU state [layers, B, H]."""
+        c = self.config
+        z = _check_codes(z, c).to(self.out.weight.dtype)
+        state = torch.tanh(self.initial_state(z)).view(len(z), c.gru_layers, c.gru_hidden).transpose(0, 1)
+        return self.dense(z), state.contiguous()
+
+    def forward(self, z: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits [B, L, C] of codes z [B, D] for the true sequences targets [B, L]."""
+        c = self.config
+        if targets is None:
+            raise ValueError("the autoregressive decoder needs the target sequences [B, L] in training")
+        if targets.shape != (len(z), c.max_length):
+            raise ValueError(f"targets must have shape [{len(z)}, {c.max_length}], got {list(targets.shape)}")
+        h, state = self._start(z)
+        previous = torch.cat(
+            [torch.full_like(targets[:, :1], self.start_index), targets[:, :-1]], dim=1
+        ).long()
+        inputs = torch.cat([h.unsqueeze(1).expand(-1, c.max_length, -1), self.embed(previous)], dim=-1)
+        out, _ = self.gru(inputs, state)
+        return self.out(out)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: torch.Tensor,
+        tensors: GrammarTensors,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        repeats: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked decoding of z [B, D], each code ``repeats`` times: ids [B * repeats, L],
+        finished [B * repeats] (rows of code i are consecutive)."""
+        h, state = self._start(z.repeat_interleave(repeats, dim=0))
+        batch = len(h)
+
+        def next_logits(t: int, previous: torch.Tensor | None) -> torch.Tensor:
+            nonlocal state
+            if previous is None:
+                previous = torch.full((batch,), self.start_index, dtype=torch.long, device=h.device)
+            step_input = torch.cat([h, self.embed(previous)], dim=-1).unsqueeze(1)
+            out, state = self.gru(step_input, state)
+            return self.out(out[:, 0]).float()
+
+        return decode_steps(
+            next_logits, batch, self.config.max_length, tensors, greedy, temperature, generator, h.device
+        )
+
+
+def make_decoder(config: NetworkConfig) -> GrammarDecoder | AutoregressiveGrammarDecoder:
+    """The decoder network that ``config.decoder`` names."""
+    return AutoregressiveGrammarDecoder(config) if config.decoder == "autoregressive" else GrammarDecoder(config)
+
+
+def _check_codes(z: torch.Tensor, config: NetworkConfig) -> torch.Tensor:
+    if z.dim() != 2 or z.shape[1] != config.latent_dim:
+        raise ValueError(f"latent codes must have shape [B, {config.latent_dim}], got {list(z.shape)}")
+    return z

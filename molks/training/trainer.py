@@ -79,12 +79,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded (train, validation) split of range(n); validation gets at least one item."""
+    """A seeded (train, validation) split of range(n); validation gets at least one item.
+
+    Training indices are sorted (batches are drawn by a per-epoch permutation); validation
+    indices stay in random order, because validation batches are taken in that order and KS/CV
+    are batch statistics: a sorted file (the GVAE expressions are enumerated in order) would
+    otherwise give unrepresentative validation batches.
+    """
     if n < 2:
         raise TrainingError(f"need at least 2 sequences to train and validate, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_val = min(n - 1, max(1, int(round(n * val_fraction))))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    return np.sort(order[n_val:]), order[:n_val]
 
 
 def train(
