@@ -1,7 +1,7 @@
 """Benchmark: train gmm, vae and rae on the same MOSES subset, then evaluate them on MOSES test.
 
     python benchmarks/train_eval.py [--n-train 10000] [--n-test 1000] [--epochs 10] [--batch-size 128]
-        [--regularizers gmm,vae,rae] [--preset small] [--decoder repeat|autoregressive] [--device cpu] [--n-samples 1000] [--seed 0]
+        [--regularizers gmm,vae,rae] [--preset small] [--decoder autoregressive|repeat] [--device cpu] [--n-samples 1000] [--seed 0]
         [--threads N] [--out DIR] [--data-dir PATH]
 
 Data: ``train.csv.gz`` and ``test.csv.gz`` (column SMILES) of the MOSES split, read from
@@ -57,8 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--regularizers", default="gmm,vae,rae", help="comma-separated: gmm, vae, cv-vae, rae, wae")
     p.add_argument("--preset", default="small", choices=("small", "paper"))
-    p.add_argument("--decoder", default="repeat", choices=("repeat", "autoregressive"),
-                   help="repeat (GVAE) or autoregressive decoder")
+    p.add_argument("--decoder", default="autoregressive", choices=("autoregressive", "repeat"),
+                   help="autoregressive (molks' default) or repeat (the GVAE decoder)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--n-samples", type=int, default=1000, help="prior and ex-post samples (each)")
     p.add_argument("--seed", type=int, default=0)

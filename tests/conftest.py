@@ -28,7 +28,7 @@ def train_tiny(
     regularizer: str = "gmm",
     epochs: int = 2,
     resume: bool = False,
-    decoder: str = "repeat",
+    decoder: str = "autoregressive",
     **train_options: object,
 ) -> Path:
     """Train a deliberately tiny model for real; returns its run directory."""

@@ -69,6 +69,16 @@ def test_config_round_trips_through_json() -> None:
         NetworkConfig.from_dict({**data, "dropout": 0.1})
 
 
+def test_decoder_choice_defaults_and_old_configs() -> None:
+    assert network_config("small", "molecules", 81, 120).decoder == "autoregressive"
+    assert network_config("paper", "molecules", 81, 120, decoder="repeat").decoder == "repeat"
+    # A config.json written before the choice existed describes a repeat decoder.
+    old = {k: v for k, v in network_config("small", "molecules", 81, 120).to_dict().items() if k != "decoder"}
+    assert NetworkConfig.from_dict(old).decoder == "repeat"
+    with pytest.raises(NetworkConfigError, match="unknown decoder 'transformer'"):
+        dataclasses.replace(tiny_config(), decoder="transformer")
+
+
 def test_shapes_and_index_input_equals_one_hot_input() -> None:
     torch.manual_seed(0)
     config = tiny_config()

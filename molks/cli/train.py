@@ -40,7 +40,7 @@ def train_command(
     regularizer: Annotated[Regularizer, typer.Option(help="gmm (the method), or a baseline: vae, cv-vae, rae, wae.")] = Regularizer.gmm,
     preset: Annotated[Preset, typer.Option(help="Network size: small (CPU) or paper (the published architecture).")] = Preset.small,
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent size D (default: the preset's).")] = None,
-    decoder: Annotated[Decoder, typer.Option(help="repeat (GVAE: the code repeated over time) or autoregressive (feeds the previous production back).")] = Decoder.repeat,
+    decoder: Annotated[Decoder, typer.Option(help="autoregressive (feeds the previous production back) or repeat (GVAE: the code repeated over time, the published architecture).")] = Decoder.autoregressive,
     components: Annotated[int, typer.Option(help="GMM prior components K (gmm only).")] = 10,
     sigma: Annotated[float, typer.Option(help="Shared standard deviation of the GMM components (gmm only).")] = 1.0,
     lambda_rec: Annotated[float, typer.Option(help="Weight of the reconstruction loss.")] = 1.0,
