@@ -141,3 +141,24 @@ def test_networks_are_generic_in_the_vocabulary_size() -> None:
     chars = torch.randint(0, 35, (3, 60))
     mean, _ = GrammarEncoder(config)(chars)
     assert GrammarDecoder(config)(mean).shape == (3, 60, 35)
+
+
+def test_feedback_dropout_hides_fed_back_outputs_only_in_training() -> None:
+    from molks.model.networks import AutoregressiveGrammarDecoder
+
+    with pytest.raises(NetworkConfigError, match="feedback_dropout must lie in"):
+        dataclasses.replace(tiny_config(), feedback_dropout=1.0)
+    with pytest.raises(NetworkConfigError, match="needs the autoregressive decoder"):
+        dataclasses.replace(tiny_config(), decoder="repeat", feedback_dropout=0.2)
+    torch.manual_seed(0)
+    decoder = AutoregressiveGrammarDecoder(dataclasses.replace(tiny_config(), feedback_dropout=0.5))
+    z = torch.randn(4, decoder.config.latent_dim)
+    targets = torch.randint(0, decoder.config.n_outputs, (4, decoder.config.max_length))
+    decoder.eval()
+    reference = decoder(z, targets)
+    assert torch.equal(decoder(z, targets), reference)  # no dropout when evaluating
+    decoder.train()
+    dropped = decoder(z, targets)
+    # Step 0 always sees the start symbol, so it is unchanged; later steps see hidden inputs.
+    assert torch.allclose(dropped[:, 0], reference[:, 0], atol=1e-6)
+    assert not torch.allclose(dropped, reference, atol=1e-4)

@@ -41,6 +41,7 @@ def train_command(
     preset: Annotated[Preset, typer.Option(help="Network size: small (CPU) or paper (the published architecture).")] = Preset.small,
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent size D (default: the preset's).")] = None,
     decoder: Annotated[Decoder, typer.Option(help="autoregressive (feeds the previous production back) or repeat (GVAE: the code repeated over time, the published architecture).")] = Decoder.autoregressive,
+    feedback_dropout: Annotated[float, typer.Option(help="Autoregressive decoder: probability of hiding a fed-back production in training.")] = 0.0,
     components: Annotated[int, typer.Option(help="GMM prior components K (gmm only).")] = 10,
     sigma: Annotated[float, typer.Option(help="Shared standard deviation of the GMM components (gmm only).")] = 1.0,
     lambda_rec: Annotated[float, typer.Option(help="Weight of the reconstruction loss.")] = 1.0,
@@ -80,7 +81,7 @@ def train_command(
     if regularizer is Regularizer.gmm:
         options = {"n_components": components, "sigma": sigma, **options}
     model_config = ModelConfig(
-        network=network_config(preset.value, kind, base.n_outputs, sequences.shape[1], latent_dim, decoder.value),
+        network=network_config(preset.value, kind, base.n_outputs, sequences.shape[1], latent_dim, decoder.value, feedback_dropout),
         regularizer=regularizer.value,
         batch_size=batch_size,
         regularizer_options=options,

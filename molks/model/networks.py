@@ -72,6 +72,9 @@ class NetworkConfig:
     decoder: "autoregressive" (the previous output fed back at every step; the default, because
         it reconstructs far better for the same training time) or "repeat" (GVAE: the code
         repeated over time, the published architecture); see the module notes.
+    feedback_dropout: autoregressive decoder only, the probability that a fed-back production is
+        hidden in training (replaced by the start symbol), so that the decoder has to read more
+        from the code than from its own previous outputs (word dropout, Bowman et al. 2016).
     """
 
     n_outputs: int
@@ -85,6 +88,7 @@ class NetworkConfig:
     gru_hidden: int
     activation: str = "relu"
     decoder: str = "autoregressive"
+    feedback_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists: normalise so equality and hashing work.
@@ -125,6 +129,10 @@ class NetworkConfig:
             )
         if self.decoder not in DECODERS:
             raise NetworkConfigError(f"unknown decoder {self.decoder!r}; choose one of {list(DECODERS)}")
+        if not 0.0 <= self.feedback_dropout < 1.0:
+            raise NetworkConfigError(f"feedback_dropout must lie in [0, 1), got {self.feedback_dropout!r}")
+        if self.feedback_dropout and self.decoder != "autoregressive":
+            raise NetworkConfigError("feedback_dropout needs the autoregressive decoder (the repeat decoder feeds nothing back)")
         if self.conv_output_length < 1:
             raise NetworkConfigError(
                 f"convolutions with kernels {self.conv_kernels} need sequences of at least "
@@ -190,6 +198,7 @@ def network_config(
     max_length: int,
     latent_dim: int | None = None,
     decoder: str = "autoregressive",
+    feedback_dropout: float = 0.0,
 ) -> NetworkConfig:
     """The ``NetworkConfig`` of a named preset for a data kind ("molecules" or "expressions").
 
@@ -216,6 +225,7 @@ def network_config(
         gru_hidden=p.gru_hidden,
         activation=p.activation,
         decoder=decoder,
+        feedback_dropout=feedback_dropout,
     )
 
 
@@ -361,6 +371,9 @@ class AutoregressiveGrammarDecoder(nn.Module):
         previous = torch.cat(
             [torch.full_like(targets[:, :1], self.start_index), targets[:, :-1]], dim=1
         ).long()
+        if self.training and c.feedback_dropout > 0:
+            hidden = torch.rand(previous.shape, device=previous.device) < c.feedback_dropout
+            previous = previous.masked_fill(hidden, self.start_index)
         inputs = torch.cat([h.unsqueeze(1).expand(-1, c.max_length, -1), self.embed(previous)], dim=-1)
         out, _ = self.gru(inputs, state)
         return self.out(out)
