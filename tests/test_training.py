@@ -153,3 +153,20 @@ def test_split_is_seeded_and_validation_batches_span_a_sorted_file() -> None:
     # sample (KS/CV are batch statistics), not a run of neighbouring lines.
     first_batch = val_idx[:32]
     assert first_batch.max() - first_batch.min() > 500
+
+
+def test_resume_accepts_a_run_written_before_an_option_existed(tmp_path: Path, moses_smiles: list[str]) -> None:
+    # A config.json from an older molks lacks options added since; they take their defaults.
+    texts = moses_smiles[:96]
+    run = train_tiny(tmp_path / "old", texts, epochs=1)
+    config = json.loads((run / "config.json").read_text())
+    del config["model"]["network"]["feedback_dropout"]
+    (run / "config.json").write_text(json.dumps(config))
+    train_tiny(run, texts, epochs=2, resume=True)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    # A real difference is still refused.
+    config["model"]["network"]["feedback_dropout"] = 0.5
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TrainingError, match="different model configuration"):
+        train_tiny(run, texts, epochs=3, resume=True)

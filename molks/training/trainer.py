@@ -341,7 +341,11 @@ def _check_resumable(run: Path, config_doc: dict[str, Any]) -> None:
         raise CheckpointError(f"{path}: unreadable ({err})") from None
     if saved.get("grammar", {}).get("hash") != config_doc["grammar"]["hash"]:
         raise TrainingError(f"--resume: {run} was trained with a different grammar; use another --out")
-    if saved.get("model") != config_doc["model"]:
+    try:  # through ModelConfig, so that options added since the run began take their defaults
+        saved_model = ModelConfig.from_dict(saved["model"]).to_dict()
+    except (KeyError, TypeError, ValueError):
+        saved_model = saved.get("model")
+    if saved_model != config_doc["model"]:
         raise TrainingError(f"--resume: {run} was trained with a different model configuration; use another --out")
     changed = {k for k in config_doc["train"] if k not in ("epochs", "device", "patience") and saved["train"].get(k) != config_doc["train"][k]}
     if changed:
