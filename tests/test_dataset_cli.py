@@ -36,7 +36,7 @@ def test_parse_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     table = tmp_path / "m.csv"
     table.write_text("id,mol\n1,CCO\n")
     result = runner.invoke(app, ["parse", str(table), "--no-cache"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: {table}:1: no 'smiles' or 'SMILES' column (choose one with column=... or --column); "
         "the columns are: 'id', 'mol'"
@@ -48,10 +48,10 @@ def test_parse_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.smi"
     bad.write_text("CCO\nCC(C\n")
     strict = runner.invoke(app, ["parse", str(bad), "--strict", "--no-cache", "--processes", "1"])
-    assert strict.exit_code == 1 and strict.output.startswith(f"error: {bad}:2: invalid SMILES")
+    assert strict.exit_code == 2 and strict.output.startswith(f"error: {bad}:2: invalid SMILES")
 
     unknown = runner.invoke(app, ["parse", str(bad), "--grammar", "nonsense", "--no-cache"])
-    assert unknown.exit_code == 1 and unknown.output.startswith("error: no grammar 'nonsense'")
+    assert unknown.exit_code == 2 and unknown.output.startswith("error: no grammar 'nonsense'")
 
 
 def test_parse_expressions_without_canonicalisation(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_expressions_command(tmp_path: Path) -> None:
     stdout = runner.invoke(app, ["expressions", *options])
     assert stdout.output.splitlines() == lines
     too_many = runner.invoke(app, ["expressions", "--n", "10", "--max-productions", "2"])
-    assert too_many.exit_code == 1 and "error: found only 4 distinct sentences" in too_many.output
+    assert too_many.exit_code == 2 and "error: found only 4 distinct sentences" in too_many.output
 
 
 def test_download_command(tmp_path: Path) -> None:
@@ -82,6 +82,6 @@ def test_download_command(tmp_path: Path) -> None:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     base = ["download", "zinc250k", "--url", source.as_uri(), "--out", str(out), "--no-progress"]
     wrong = runner.invoke(app, base)  # the pinned ZINC checksum does not match this file
-    assert wrong.exit_code == 1 and "checksum mismatch" in wrong.output and not out.exists()
+    assert wrong.exit_code == 2 and "checksum mismatch" in wrong.output and not out.exists()
     right = runner.invoke(app, [*base, "--sha256", digest])
     assert right.exit_code == 0 and right.output.strip() == str(out) and out.read_bytes() == source.read_bytes()

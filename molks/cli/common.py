@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -24,6 +24,12 @@ def resolve_data_file(name_or_path: str) -> Path:
     return path
 
 
+def fail(message: str) -> NoReturn:
+    """End the command: one line on stderr, exit code 2 (bad input, for every command)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
 def fail_cleanly(command: F) -> F:
     """Turn the library's input errors (all ValueError subclasses) and OSErrors into exit code 2."""
 
@@ -34,7 +40,6 @@ def fail_cleanly(command: F) -> F:
         except (ValueError, OSError) as err:
             if isinstance(err, typer.BadParameter):
                 raise
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from None
+            fail(str(err))
 
     return wrapper  # type: ignore[return-value]

@@ -7,16 +7,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
+from molks.cli.common import fail
+
 app = typer.Typer(help="Datasets: download, generate expressions, parse and cache.", no_args_is_help=True)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
 
 
 @app.command("download")
@@ -33,7 +29,7 @@ def download_command(
     try:
         path = download_dataset(name, out, url=url, sha256=sha256, progress=progress)
     except DatasetError as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(str(path))
 
 
@@ -52,7 +48,7 @@ def expressions_command(
     try:
         sentences = generate_sentences(Grammar.load(grammar), n, max_productions, seed)
     except (GrammarError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     text = "".join(f"{s}\n" for s in sentences)
     if out is None:
         typer.echo(text, nl=False)
@@ -60,7 +56,7 @@ def expressions_command(
     try:
         _atomic_write_text(out, text)
     except OSError as err:
-        _fail(f"{out}: cannot write: {err.strerror or err}")
+        fail(f"{out}: cannot write: {err.strerror or err}")
     typer.echo(f"wrote {len(sentences)} sentences to {out}", err=True)
 
 
@@ -98,7 +94,7 @@ def parse_command(
             progress=progress,
         )
     except (DatasetError, GrammarError) as err:
-        _fail(str(err))
+        fail(str(err))
     summary = dataset.summary(n_failures=show)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     typer.echo(f"{summary['source']}: {summary['n_parsed']} of {summary['n_items']} items parsed "
@@ -118,7 +114,7 @@ def parse_command(
         try:
             _atomic_write_text(report, json.dumps(summary, indent=2) + "\n")
         except OSError as err:
-            _fail(f"{report}: cannot write the report: {err.strerror or err}")
+            fail(f"{report}: cannot write the report: {err.strerror or err}")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
