@@ -120,11 +120,11 @@ def autoregressive_rows(args: argparse.Namespace, grammar: Grammar, tensors: tor
 
         @torch.no_grad()
         def unmasked() -> torch.Tensor:
-            h, state = decoder._start(z)
+            h, state = decoder.start(z)
             previous = torch.full((len(z),), decoder.start_index, dtype=torch.long)
             for _ in range(config.max_length):
-                out, state = decoder.gru(torch.cat([h, decoder.embed(previous)], dim=-1).unsqueeze(1), state)
-                previous = decoder.out(out[:, 0]).argmax(dim=-1)
+                logits, state = decoder.step(h, state, previous)
+                previous = logits.argmax(dim=-1)
             return previous
 
         t_unmasked = median_time(unmasked, args.repeats)

@@ -170,13 +170,11 @@ def grammar_cross_entropy(
     return grammar_cross_entropy_per_sequence(logits, targets, masks, lhs_of).mean()
 
 
-def _check_decode_args(logits: torch.Tensor, tensors: GrammarTensors, greedy: bool, temperature: float) -> None:
+def _check_logits(logits: torch.Tensor, tensors: GrammarTensors) -> None:
     if logits.dim() != 3:
         raise ValueError(f"logits must have shape [B, L, C], got {list(logits.shape)}")
     if logits.shape[2] != tensors.n_outputs:
         raise ValueError(f"logits have {logits.shape[2]} outputs but the grammar {tensors.n_outputs}")
-    if not greedy and not temperature > 0:
-        raise ValueError(f"sampling temperature must be positive, got {temperature}")
 
 
 @torch.no_grad()
@@ -195,7 +193,7 @@ def decode_logits(
     Returns ids [B, L] long and finished [B] bool (False: the stack was not empty after L
     steps, so ids is a truncated, incomplete derivation).
     """
-    _check_decode_args(logits, tensors, greedy, temperature)
+    _check_logits(logits, tensors)
     batch, length, _ = logits.shape
     return decode_steps(
         lambda t, previous: logits[:, t], batch, length, tensors, greedy, temperature, generator, logits.device
@@ -262,7 +260,7 @@ def decode_logits_reference(logits: torch.Tensor, tensors: GrammarTensors) -> tu
     Slow on purpose: the plain statement of the algorithm, to test ``decode_logits`` against.
     Same inputs and outputs as ``decode_logits(logits, tensors, greedy=True)``.
     """
-    _check_decode_args(logits, tensors, True, 1.0)
+    _check_logits(logits, tensors)
     masks = tensors.masks.cpu()
     rhs = [
         tensors.rhs_reversed[i, :n].tolist()[::-1] for i, n in enumerate(tensors.rhs_count.tolist())

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from molks.model.masked import GrammarTensors, decode_logits, decode_steps
+from molks.model.masked import GrammarTensors, decode_steps
 
 __all__ = [
     "ACTIVATIONS",
@@ -33,6 +33,7 @@ __all__ = [
     "GrammarDecoder",
     "GrammarEncoder",
     "KINDS",
+    "MaskedDecoding",
     "NetworkConfig",
     "NetworkConfigError",
     "PRESETS",
@@ -288,7 +289,37 @@ class GrammarEncoder(nn.Module):
         return out, None
 
 
-class GrammarDecoder(nn.Module):
+class MaskedDecoding(nn.Module):
+    """What both decoders share: grammar-masked decoding (``decode``) through ``decode_steps``.
+
+    A subclass provides ``config`` and ``stepper(z, repeats)``, the function that gives the logits
+    [B * repeats, C] of step t given the outputs chosen at step t - 1.
+    """
+
+    config: NetworkConfig
+
+    def stepper(self, z: torch.Tensor, repeats: int) -> Callable[[int, torch.Tensor | None], torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: torch.Tensor,
+        tensors: GrammarTensors,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        repeats: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked decoding of z [B, D], each code ``repeats`` times (rows i*repeats ...
+        (i+1)*repeats - 1 belong to code i): ids [B * repeats, L], finished [B * repeats]."""
+        return decode_steps(
+            self.stepper(z, repeats), len(z) * repeats, self.config.max_length, tensors,
+            greedy, temperature, generator, z.device,
+        )
+
+
+class GrammarDecoder(MaskedDecoding):
     """z [B, D] -> dense -> repeated over L steps -> stacked GRUs -> logits [B, L, C].
 
     Not autoregressive: every step sees the same input, so the logits of a whole batch come
@@ -313,32 +344,19 @@ class GrammarDecoder(nn.Module):
         h, _ = self.gru(h)
         return self.out(h)
 
-    @torch.no_grad()
-    def decode(
-        self,
-        z: torch.Tensor,
-        tensors: GrammarTensors,
-        greedy: bool = True,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        repeats: int = 1,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked decoding of z [B, D], each code ``repeats`` times (rows i*repeats ...
-        (i+1)*repeats - 1 belong to code i): ids [B * repeats, L], finished [B * repeats].
-
-        The logits are computed once per code; only the selection is repeated.
-        """
+    def stepper(self, z: torch.Tensor, repeats: int) -> Callable[[int, torch.Tensor | None], torch.Tensor]:
+        # The logits are computed once per code; only the selection is repeated.
         logits = self(z).float().repeat_interleave(repeats, dim=0)
-        return decode_logits(logits, tensors, greedy=greedy, temperature=temperature, generator=generator)
+        return lambda t, previous: logits[:, t]
 
 
-class AutoregressiveGrammarDecoder(nn.Module):
+class AutoregressiveGrammarDecoder(MaskedDecoding):
     """z [B, D] and the previous outputs -> stacked GRUs -> logits [B, L, C].
 
     Step t sees dense(z) and an embedding of the output at t - 1 (a start symbol at t = 0);
     the GRUs start from a state computed from z. Training feeds the true sequence back
     (teacher forcing: one GRU pass over all steps); decoding feeds back what the masked
-    selection chose, one step at a time.
+    selection chose, one step at a time (``start``, then ``step``).
     """
 
     def __init__(self, config: NetworkConfig) -> None:
@@ -354,12 +372,20 @@ class AutoregressiveGrammarDecoder(nn.Module):
         )
         self.out = nn.Linear(config.gru_hidden, config.n_outputs)
 
-    def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """dense(z) [B, E] and the initial GRU state [layers, B, H]."""
         c = self.config
         z = _check_codes(z, c).to(self.out.weight.dtype)
         state = torch.tanh(self.initial_state(z)).view(len(z), c.gru_layers, c.gru_hidden).transpose(0, 1)
         return self.dense(z), state.contiguous()
+
+    def step(
+        self, h: torch.Tensor, state: torch.Tensor, previous: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoding step: dense(z) h [B, E], GRU state [layers, B, H] and the previous
+        outputs [B] long -> logits [B, C] (float32) and the next state."""
+        out, state = self.gru(torch.cat([h, self.embed(previous)], dim=-1).unsqueeze(1), state)
+        return self.out(out[:, 0]).float(), state
 
     def forward(self, z: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits [B, L, C] of codes z [B, D] for the true sequences targets [B, L]."""
@@ -368,7 +394,7 @@ class AutoregressiveGrammarDecoder(nn.Module):
             raise ValueError("the autoregressive decoder needs the target sequences [B, L] in training")
         if targets.shape != (len(z), c.max_length):
             raise ValueError(f"targets must have shape [{len(z)}, {c.max_length}], got {list(targets.shape)}")
-        h, state = self._start(z)
+        h, state = self.start(z)
         targets = targets.long()  # datasets keep sequences compact (int16)
         previous = torch.cat([torch.full_like(targets[:, :1], self.start_index), targets[:, :-1]], dim=1)
         if self.training and c.feedback_dropout > 0:
@@ -378,32 +404,16 @@ class AutoregressiveGrammarDecoder(nn.Module):
         out, _ = self.gru(inputs, state)
         return self.out(out)
 
-    @torch.no_grad()
-    def decode(
-        self,
-        z: torch.Tensor,
-        tensors: GrammarTensors,
-        greedy: bool = True,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        repeats: int = 1,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked decoding of z [B, D], each code ``repeats`` times: ids [B * repeats, L],
-        finished [B * repeats] (rows of code i are consecutive)."""
-        h, state = self._start(z.repeat_interleave(repeats, dim=0))
-        batch = len(h)
+    def stepper(self, z: torch.Tensor, repeats: int) -> Callable[[int, torch.Tensor | None], torch.Tensor]:
+        h, state = self.start(z.repeat_interleave(repeats, dim=0))
+        first = torch.full((len(h),), self.start_index, dtype=torch.long, device=h.device)
 
         def next_logits(t: int, previous: torch.Tensor | None) -> torch.Tensor:
             nonlocal state
-            if previous is None:
-                previous = torch.full((batch,), self.start_index, dtype=torch.long, device=h.device)
-            step_input = torch.cat([h, self.embed(previous)], dim=-1).unsqueeze(1)
-            out, state = self.gru(step_input, state)
-            return self.out(out[:, 0]).float()
+            logits, state = self.step(h, state, first if previous is None else previous)
+            return logits
 
-        return decode_steps(
-            next_logits, batch, self.config.max_length, tensors, greedy, temperature, generator, h.device
-        )
+        return next_logits
 
 
 def make_decoder(config: NetworkConfig) -> GrammarDecoder | AutoregressiveGrammarDecoder:
