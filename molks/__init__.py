@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Grammar", "GrammarError", "LatentModel", "load"]
+from molks.errors import MolksError  # torch-free: the base of every molks exception
+
+__all__ = ["Grammar", "GrammarError", "LatentModel", "MolksError", "load"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ import torch
 
 from molks.grammar import Grammar, GrammarError
 from molks.model.autoencoder import Autoencoder, ModelConfig
+from molks.model.prior import PriorError
 from molks.model.regularizers import ExPostGMM
 from molks.training.checkpoint import CheckpointError, load_checkpoint
 from molks.training.trainer import resolve_device
@@ -33,7 +34,7 @@ def pad_sequences(sequences: Sequence[Sequence[int]], length: int, padding_index
     out = np.full((len(sequences), length), padding_index, dtype=np.int64)
     for i, seq in enumerate(sequences):
         if len(seq) > length:
-            raise GrammarError(f"item {i} needs {len(seq)} productions; the model allows at most {length}")
+            raise GrammarError(f"its derivation needs {len(seq)} productions; the model allows at most {length}", item=i)
         out[i, : len(seq)] = seq
     return out
 
@@ -74,7 +75,7 @@ class LatentModel:
             try:
                 ids.append(self.grammar.parse(text))
             except GrammarError as err:
-                raise GrammarError(f"item {i}: {err}", position=err.position) from None
+                raise GrammarError(err.reason, position=err.position, item=i) from None
         return torch.from_numpy(pad_sequences(ids, self.model.max_length, self.grammar.padding_index))
 
     @torch.no_grad()
@@ -157,9 +158,9 @@ class LatentModel:
             return self.model.regularizer.to("cpu").sample_prior(n, component=component, generator=generator).float()
         if source == "ex-post":
             if self.ex_post is None:
-                raise ValueError(f"{self.run_dir} has no ex-post GMM (ex_post_gmm.safetensors)")
+                raise PriorError(f"{self.run_dir} has no ex-post GMM (ex_post_gmm.safetensors)")
             return self.ex_post.sample(n, component=component, generator=generator).float()
-        raise ValueError(f"source must be 'prior' or 'ex-post', got {source!r}")
+        raise PriorError(f"source must be 'prior' or 'ex-post', got {source!r}")
 
     def sample(
         self, n: int, component: int | None = None, temperature: float | None = None, source: str = "prior", seed: int | None = None
@@ -212,4 +213,9 @@ def _canonical(smiles: str, index: int) -> str:
     try:
         return check_smiles(smiles)
     except MoleculeError as err:
-        raise GrammarError(f"item {index}: {smiles!r} is not a valid SMILES ({err})") from None
+        raise GrammarError(f"{_abbreviated(smiles)!r} is not a valid SMILES ({err})", item=index) from None
+
+
+def _abbreviated(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message (a hostile line can be megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit]}..."

@@ -38,6 +38,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from molks.data_files import embedded_data_file
+from molks.errors import MolksError, file_access
+from molks.files import atomic_write_text
+
 if TYPE_CHECKING:
     from molks.api import LatentModel
 
@@ -49,7 +53,7 @@ REPORT_FILES = ("report.json", "samples.png", "best_molecules.png", "best_score.
 _OWNED = (*REPORT_FILES, "optimize", "model", "train_data.smi", "held_out.smi")
 
 
-class DemoError(ValueError):
+class DemoError(MolksError, ValueError):
     """The demo cannot run (output directory in use by something else, a model that is not molecular, ...)."""
 
 
@@ -62,7 +66,7 @@ class DemoSettings:
     iterations / q / decodings / pool_size: the optimisation (rounds, proposals per round,
         sampled decodings per proposal, starting molecules).
     train_size / epochs / batch_size / tiny_network: training with ``train=True``
-        (``tiny_network``: a network of a few thousand weights instead of the small preset).
+        (``tiny_network``: a network of a few thousand weights instead of the fast preset).
     """
 
     n_samples: int = 300
@@ -211,15 +215,14 @@ def _prepare(out: Path) -> Path:
                 shutil.rmtree(path)
             elif path.exists() or path.is_symlink():
                 path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / DEMO_MARKER).write_text("written by molks demo; a rerun of molks demo may replace this directory's files\n")
+    with file_access(out, "cannot create the report directory"):
+        out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / DEMO_MARKER, "written by molks demo; a rerun of molks demo may replace this directory's files\n")
     return out
 
 
 def _embedded_moses() -> Path:
-    from molks.cli.common import resolve_data_file
-
-    return resolve_data_file("moses-sample")
+    return embedded_data_file("moses-sample")
 
 
 def _train(
@@ -252,7 +255,7 @@ def _train(
             conv_kernels=(5, 5), dense_size=32, decoder_dense_size=16, gru_layers=1, gru_hidden=32,
         )  # fmt: skip
     else:
-        network = network_config("small", "molecules", grammar.n_outputs, sequences.shape[1])
+        network = network_config("fast", "molecules", grammar.n_outputs, sequences.shape[1])
     config = ModelConfig(
         network, "gmm", settings.batch_size, regularizer_options={"n_components": 10, "sigma": 1.0},
         grammar_hash=grammar.content_hash,
@@ -269,14 +272,14 @@ def _train(
         "molecules": len(dataset.texts),
         "epochs": settings.epochs,
         "batch_size": settings.batch_size,
-        "network": "tiny (quick mode)" if settings.tiny_network else "small preset",
+        "network": "tiny (quick mode)" if settings.tiny_network else "fast preset",
         "seconds": time.perf_counter() - started,
     }
     command = ["molks", "train", str(subset), "--epochs", str(settings.epochs), "--batch-size",
                str(settings.batch_size), "--seed", str(seed), "--out", str(run)]  # fmt: skip
     text = shlex.join(command)
     if settings.tiny_network:
-        text += "  # quick mode used a tiny network that no --preset gives; this trains the small preset"
+        text += "  # quick mode used a tiny network that no --preset gives; this trains the fast preset"
     return molks.load(run, device=device), training, text
 
 
@@ -387,9 +390,7 @@ def _demo_command(out: Path, model: str, train: bool, quick: bool, settings: Dem
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_finite(data), indent=2, allow_nan=False, default=str) + "\n")
 
 
 def _finite(value: Any) -> Any:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from molks.errors import MolksError
+from molks.files import atomic_write_bytes
 
 __all__ = ["DrawingError", "draw_molecules", "grid_image", "grid_png"]
 
 MAX_LEGEND = 40  # characters; longer legends (long SMILES) are shortened with an ellipsis
 
 
-class DrawingError(ValueError):
+class DrawingError(MolksError, ValueError):
     """Nothing can be drawn (no molecule RDKit can read), or the arguments are inconsistent."""
 
 
@@ -98,13 +100,5 @@ def draw_molecules(
     """Write the grid of :func:`grid_png` to ``path`` (atomically; folders are created); returns the path."""
     data = grid_png(smiles, legends, **options)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(target, data)  # an ordinary file's mode, not the temporary file's 0600
     return target

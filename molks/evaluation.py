@@ -14,6 +14,14 @@ is ``None``):
   items the model cannot encode (invalid SMILES, a token outside the grammar, a derivation longer
   than the model's length) are skipped and counted in ``held_out_skipped``.
   ``reconstruction_unfinished``: fraction of those decodings that hit the length limit.
+* ``reconstruction_sampled``: the Grammar VAE's protocol (Kusner et al. 2017 decode each of 10
+  encodings 100 times; our encoder is deterministic, so one code): the fraction of
+  ``reconstruction_decodings`` (N, default 10) decodings per held-out code, sampled at temperature
+  1 instead of greedily, that equal the input. None when N is 0.
+* ``reconstruction_tanimoto`` (molecules only, else None): mean Tanimoto similarity between each
+  held-out molecule and its greedy decoding on Morgan fingerprints (radius 2, 2048 bits, RDKit's
+  rdFingerprintGenerator); an invalid or unfinished decoding counts 0. Progress below exact
+  matches shows here.
 * ``prior_*`` and ``ex_post_*``: ``n_samples`` latent points from the model's prior
   (``LatentModel.sample_latent(source="prior")``; for ``rae`` that is its ex-post GMM) and from
   the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid / all
@@ -22,6 +30,10 @@ is ``None``):
   in the run's training set (``train.smi.gz``, canonicalised the same way, which costs about
   0.1 ms a training molecule) / distinct valid; None when the run has no ``train.smi.gz``.
   ``unfinished``: decodings that hit the length limit / all.
+* ``prior_unique@1000`` .. ``prior_weight_wasserstein`` (molecules only, else None): FCD and the
+  MOSES metrics of the prior samples against ``reference`` molecules (default: the held-out
+  items; ``n_reference`` of them valid), computed by :func:`molks.metrics.distribution_metrics`,
+  whose docstring defines each; ``properties_png``: the property histograms, if asked for.
 * ``ks``, ``cv``: the method's L_KS and L_CV between the held-out codes and a reference prior;
   ``ks_reference``/``cv_reference``: the mean of the same losses over ``n_reference`` true prior
   samples of the same size, and ``ks_ratio``/``cv_ratio`` = value / reference (1: as close to the
@@ -42,14 +54,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from molks.errors import MolksError
 from molks.grammar import GrammarError
 from molks.model.prior import GaussianMixturePrior
 from molks.model.regularizers import GMMRegularizer, cv_loss, ks_loss
 
 if TYPE_CHECKING:
+    from rdkit import Chem
+
     from molks.api import LatentModel
 
 __all__ = [
+    "DISTRIBUTION_KEYS",
     "EvaluationError",
     "METRIC_KEYS",
     "canonical_smiles",
@@ -58,25 +74,38 @@ __all__ = [
     "evaluate",
     "evaluation_prior",
     "format_report",
+    "novelty",
     "prior_distances",
+    "read_molecule",
     "read_train_texts",
     "reconstruction_matches",
+    "reconstruction_tanimoto",
     "sample_metrics",
+    "sampled_decodings",
     "text_normalizer",
 ]
+
+# The MOSES metrics of molks.metrics reported for the prior samples (as "prior_<name>"); validity,
+# uniqueness and novelty of the samples are the prior_* keys above them.
+DISTRIBUTION_KEYS = (
+    "unique@1000", "unique@10000", "fcd", "snn", "frag", "scaf", "int_div1", "int_div2", "filters",
+    "logp_wasserstein", "sa_wasserstein", "qed_wasserstein", "weight_wasserstein",
+)  # fmt: skip
 
 # The keys of evaluate()'s result, in the order reports print them.
 METRIC_KEYS = (
     "run_dir", "regularizer", "grammar", "latent_dim", "seed",
     "n_held_out", "held_out_skipped", "reconstruction", "reconstruction_unfinished",
+    "reconstruction_decodings", "reconstruction_sampled", "reconstruction_tanimoto",
     "n_samples", "prior_validity", "prior_uniqueness", "prior_novelty", "prior_unfinished",
     "ex_post_validity", "ex_post_uniqueness", "ex_post_novelty", "ex_post_unfinished",
+    "reference", "n_reference", *(f"prior_{name}" for name in DISTRIBUTION_KEYS), "properties_png",
     "distance_prior", "ks", "ks_reference", "ks_ratio", "cv", "cv_reference", "cv_ratio",
     "png", "seconds",
 )  # fmt: skip
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MolksError, ValueError):
     """An evaluation cannot run (no held-out data, nothing encodable, n_samples < 1, ...)."""
 
 
@@ -85,8 +114,9 @@ class EvaluationError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 
-def canonical_smiles(smiles: str | None) -> str | None:
-    """RDKit's canonical SMILES, or None for None, empty, unreadable or atom-less strings."""
+def read_molecule(smiles: str | None) -> Chem.Mol | None:
+    """RDKit's molecule of a SMILES, or None for None, empty, unreadable or atom-less strings
+    (RDKit's error log blocked)."""
     from rdkit import Chem, rdBase
 
     if not smiles:
@@ -95,7 +125,15 @@ def canonical_smiles(smiles: str | None) -> str | None:
         mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
-    return Chem.MolToSmiles(mol)
+    return mol
+
+
+def canonical_smiles(smiles: str | None) -> str | None:
+    """RDKit's canonical SMILES, or None for None, empty, unreadable or atom-less strings."""
+    from rdkit import Chem
+
+    mol = read_molecule(smiles)
+    return None if mol is None else Chem.MolToSmiles(mol)
 
 
 def text_normalizer(model: LatentModel) -> Callable[[str | None], str | None]:
@@ -124,16 +162,60 @@ def reconstruction_matches(
 ) -> list[bool]:
     """Whether each decoded string is the target (same canonical form; None never matches).
 
+    Each distinct string is normalised once (sampled decodings repeat a lot).
+
     >>> reconstruction_matches(["OCC", "CCN", None], ["CCO", "CCO", "C"])
     [True, False, False]
     """
     if len(decoded) != len(targets):
         raise EvaluationError(f"{len(decoded)} decoded strings for {len(targets)} targets")
+    forms: dict[str | None, str | None] = {}
     matches = []
     for got, want in zip(decoded, targets):
-        a = normalize(got)
-        matches.append(a is not None and a == normalize(want))
+        for text in (got, want):
+            if text not in forms:
+                forms[text] = normalize(text)
+        matches.append(forms[got] is not None and forms[got] == forms[want])
     return matches
+
+
+def reconstruction_tanimoto(decoded: Sequence[str | None], targets: Sequence[str], n_bits: int = 2048) -> list[float]:
+    """Tanimoto similarity of each target molecule and its decoding, on Morgan fingerprints of
+    radius 2 with ``n_bits`` bits (RDKit's rdFingerprintGenerator); 0 where either is invalid."""
+    from molks.metrics import morgan_fingerprints, tanimoto_pairs
+
+    if len(decoded) != len(targets):
+        raise EvaluationError(f"{len(decoded)} decoded strings for {len(targets)} targets")
+    pairs = [(read_molecule(want), read_molecule(got)) for got, want in zip(decoded, targets)]
+    both = [i for i, (want, got) in enumerate(pairs) if want is not None and got is not None]
+    similarities = [0.0] * len(pairs)
+    if both:
+        a = morgan_fingerprints([pairs[i][0] for i in both], n_bits)
+        b = morgan_fingerprints([pairs[i][1] for i in both], n_bits)
+        for i, value in zip(both, tanimoto_pairs(a, b)):
+            similarities[i] = float(value)
+    return similarities
+
+
+@torch.no_grad()
+def sampled_decodings(
+    model: LatentModel, codes: torch.Tensor, n: int, seed: int = 0, batch_size: int = 1024
+) -> list[str | None]:
+    """``n`` decodings of each code [M, D], sampled at temperature 1 (not greedy) -> [M * n]
+    strings, the decodings of code i at rows i * n .. i * n + n - 1 (None where unfinished)."""
+    if n < 1:
+        raise EvaluationError(f"the number of sampled decodings must be at least 1, got {n}")
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    z = torch.as_tensor(codes, dtype=torch.float32).repeat_interleave(n, dim=0)
+    return model.decode(z, greedy=False, temperature=1.0, generator=generator, batch_size=batch_size)
+
+
+def novelty(distinct: set[str], train: set[str]) -> float | None:
+    """Distinct items not in ``train`` / distinct items (both in canonical form); None for none.
+
+    The novelty of MOSES (Polykovskiy et al. 2020) when the items are canonical SMILES.
+    """
+    return _fraction(len(distinct - train), len(distinct))
 
 
 def sample_metrics(
@@ -154,7 +236,7 @@ def sample_metrics(
         "n": n,
         "validity": _fraction(len(valid), n),
         "uniqueness": _fraction(len(unique), len(valid)),
-        "novelty": None if train is None else _fraction(len(unique - train), len(unique)),
+        "novelty": None if train is None else novelty(unique, train),
         "unfinished": _fraction(sum(t is None for t in texts), n),
     }
 
@@ -250,8 +332,7 @@ def encodable(model: LatentModel, texts: Sequence[str]) -> tuple[list[int], torc
             rows.append(model.sequences([text]))
             kept.append(i)
         except GrammarError as err:
-            reason = str(err).removeprefix("item 0: ").removeprefix("item 0: ")
-            failures.append((i, "its derivation" + reason[len("item 0") :] if reason.startswith("item 0 ") else reason))
+            failures.append((i, err.reason))  # without the "item 0: " of the one-text call
     seqs = torch.cat(rows) if rows else torch.empty(0, model.model.max_length, dtype=torch.long)
     return kept, seqs, failures
 
@@ -277,24 +358,39 @@ def evaluate(
     seed: int = 0,
     png: str | Path | None = None,
     *,
+    n_decodings: int = 10,
+    reference: Sequence[str] | None = None,
+    distribution: bool = True,
+    fcd: bool = True,
+    properties_png: str | Path | None = None,
     batch_size: int = 1024,
     n_reference: int = 16,
     png_molecules: int = 24,
+    processes: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a trained model; see the module docstring for every metric. Returns a JSON-ready dict
     with the keys :data:`METRIC_KEYS` (fractions in [0, 1] or None when undefined).
 
     held_out: texts to reconstruct and to compare with the prior (default: the run's
         ``validation.smi``). n_samples: latent points drawn from the prior and from the ex-post
-        GMM (each). seed: seeds both draws and the KS/CV reference samples. png: where to write a
-        grid of up to ``png_molecules`` valid prior samples (molecular models only; ``"png"`` in
-        the result is the path written, or None). Decoding is greedy and batched.
+        GMM (each). seed: seeds both draws, the sampled decodings and the KS/CV reference samples.
+        png: where to write a grid of up to ``png_molecules`` valid prior samples (molecular
+        models only; ``"png"`` in the result is the path written, or None). n_decodings: sampled
+        decodings per held-out code for the Grammar VAE protocol (0: skip it).
+        reference: molecules the prior samples are compared with by :mod:`molks.metrics`
+        (default: the held-out texts); distribution=False skips those metrics, fcd=False only
+        FCD (the slow part); properties_png: where to draw the property histograms.
+        processes: worker processes for the RDKit part of the metrics. progress: progress bars.
     """
     started = time.perf_counter()
     if n_samples < 1:
         raise EvaluationError(f"n_samples must be at least 1, got {n_samples}")
-    if isinstance(held_out, str):
-        raise EvaluationError("held_out must be a list of strings, not a single string")
+    if n_decodings < 0:
+        raise EvaluationError(f"n_decodings must be 0 (skip) or more, got {n_decodings}")
+    for name, value in (("held_out", held_out), ("reference", reference)):
+        if isinstance(value, str):
+            raise EvaluationError(f"{name} must be a list of strings, not a single string")
     texts = _read_validation(model.run_dir) if held_out is None else list(held_out)
     if not texts:
         raise EvaluationError("no held-out data to evaluate on")
@@ -306,21 +402,7 @@ def evaluate(
         "latent_dim": model.latent_dim,
         "seed": seed,
     }
-
-    # Reconstruction of held-out items, greedy.
-    kept, seqs, failures = encodable(model, texts)
-    if not kept:
-        first = failures[0]
-        raise EvaluationError(f"none of the {len(texts)} held-out items can be encoded; item {first[0]}: {first[1]}")
-    codes = encode_sequences(model, seqs, batch_size)
-    decoded = model.decode(codes, batch_size=batch_size)
-    matches = reconstruction_matches(decoded, [texts[i] for i in kept], normalize)
-    result.update(
-        n_held_out=len(kept),
-        held_out_skipped=len(failures),
-        reconstruction=sum(matches) / len(matches),
-        reconstruction_unfinished=sum(d is None for d in decoded) / len(decoded),
-    )
+    codes = _reconstruction(model, texts, normalize, n_decodings, seed, batch_size, result)
 
     # Samples from the prior and from the ex-post GMM.
     train_texts = read_train_texts(model.run_dir)
@@ -334,6 +416,15 @@ def evaluate(
         _put(result, "ex_post", sample_metrics(ex_post_texts, normalize, train))
     else:
         _put(result, "ex_post", dict.fromkeys(("validity", "uniqueness", "novelty", "unfinished")))
+
+    # Prior samples against the reference molecules: FCD and the MOSES metrics.
+    if distribution and model.is_molecular:
+        result["reference"] = "held-out items" if reference is None else f"given ({len(reference)} items)"
+        metrics = _distribution(prior_texts, texts if reference is None else list(reference), train, fcd,
+                                properties_png, str(model.device), processes, progress)  # fmt: skip
+        result["n_reference"] = metrics["n_reference"]
+        result["properties_png"] = metrics["png"]
+        result.update({f"prior_{name}": metrics[name] for name in DISTRIBUTION_KEYS})
 
     # Held-out codes against the prior.
     prior, description = evaluation_prior(model)
@@ -356,6 +447,58 @@ def evaluate(
     return {key: result.get(key) for key in METRIC_KEYS}
 
 
+def _reconstruction(
+    model: LatentModel,
+    texts: list[str],
+    normalize: Callable[[str | None], str | None],
+    n_decodings: int,
+    seed: int,
+    batch_size: int,
+    result: dict[str, Any],
+) -> torch.Tensor:
+    """Put the reconstruction metrics of the held-out texts into ``result``; returns their codes [M, D]."""
+    kept, seqs, failures = encodable(model, texts)
+    if not kept:
+        first = failures[0]
+        raise EvaluationError(f"none of the {len(texts)} held-out items can be encoded; item {first[0]}: {first[1]}")
+    codes = encode_sequences(model, seqs, batch_size)
+    targets = [texts[i] for i in kept]
+    decoded = model.decode(codes, batch_size=batch_size)
+    matches = reconstruction_matches(decoded, targets, normalize)
+    result.update(
+        n_held_out=len(kept),
+        held_out_skipped=len(failures),
+        reconstruction=sum(matches) / len(matches),
+        reconstruction_unfinished=sum(d is None for d in decoded) / len(decoded),
+        reconstruction_decodings=n_decodings,
+    )
+    if n_decodings:
+        sampled = sampled_decodings(model, codes, n_decodings, seed, batch_size)
+        sampled_matches = reconstruction_matches(sampled, [t for t in targets for _ in range(n_decodings)], normalize)
+        result["reconstruction_sampled"] = sum(sampled_matches) / len(sampled_matches)
+    if model.is_molecular:
+        similarities = reconstruction_tanimoto(decoded, targets)
+        result["reconstruction_tanimoto"] = sum(similarities) / len(similarities)
+    return codes
+
+
+def _distribution(
+    samples: list[str | None],
+    reference: list[str],
+    train: set[str] | None,
+    fcd: bool,
+    png: str | Path | None,
+    device: str,
+    processes: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """:func:`molks.metrics.distribution_metrics` of the samples against the reference."""
+    from molks.metrics import distribution_metrics
+
+    return distribution_metrics(samples, reference, train, fcd=fcd, png=png, device=device, processes=processes,
+                                progress=progress)  # fmt: skip
+
+
 def _put(result: dict[str, Any], prefix: str, metrics: dict[str, Any]) -> None:
     for name in ("validity", "uniqueness", "novelty", "unfinished"):
         result[f"{prefix}_{name}"] = metrics[name]
@@ -363,9 +506,9 @@ def _put(result: dict[str, Any], prefix: str, metrics: dict[str, Any]) -> None:
 
 def format_report(result: dict[str, Any]) -> str:
     """The result of :func:`evaluate` as aligned ``name  value`` lines (fractions as percentages)."""
-    percent = {"reconstruction", "reconstruction_unfinished"} | {
+    percent = {"reconstruction", "reconstruction_unfinished", "reconstruction_sampled", "prior_filters"} | {
         f"{p}_{m}" for p in ("prior", "ex_post") for m in ("validity", "uniqueness", "novelty", "unfinished")
-    }
+    } | {f"prior_unique@{k}" for k in (1000, 10000)}
     width = max(len(k) for k in result)
     lines = []
     for key, value in result.items():

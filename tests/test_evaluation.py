@@ -13,6 +13,7 @@ from PIL import Image
 import molks
 from molks.drawing import DrawingError, draw_molecules, grid_png
 from molks.evaluation import (
+    DISTRIBUTION_KEYS,
     METRIC_KEYS,
     EvaluationError,
     canonical_smiles,
@@ -21,7 +22,9 @@ from molks.evaluation import (
     format_report,
     prior_distances,
     reconstruction_matches,
+    reconstruction_tanimoto,
     sample_metrics,
+    sampled_decodings,
     text_normalizer,
 )
 from molks.grammar import Grammar
@@ -33,7 +36,8 @@ from molks.training.checkpoint import save_checkpoint
 
 from conftest import ROOT
 
-FRACTIONS = [k for k in METRIC_KEYS if k.startswith(("reconstruction", "prior_", "ex_post_"))]
+FRACTIONS = [k for k in METRIC_KEYS if k.startswith(("reconstruction", "prior_", "ex_post_"))
+             and k not in ("reconstruction_decodings", "prior_fcd") and "wasserstein" not in k]  # fmt: skip
 
 
 def untrained_run(run_dir: Path, grammar_name: str, regularizer: str, texts: list[str], train: list[str] | None = None) -> Path:
@@ -68,6 +72,21 @@ def test_reconstruction_compares_canonical_smiles() -> None:
     assert canonical_smiles("OCC") == "CCO" and canonical_smiles("C1CC") is None and canonical_smiles(None) is None
     with pytest.raises(EvaluationError, match="2 decoded strings for 1 targets"):
         reconstruction_matches(["C", "C"], ["C"])
+
+
+def test_reconstruction_tanimoto_on_known_pairs() -> None:
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    a, b = "CCOc1ccccc1", "CCNc1ccccc1"
+    expected = DataStructs.TanimotoSimilarity(generator.GetFingerprint(Chem.MolFromSmiles(a)),
+                                              generator.GetFingerprint(Chem.MolFromSmiles(b)))  # fmt: skip
+    got = reconstruction_tanimoto(["OCC", b, None, "C1CC"], ["CCO", a, "CCO", "CCO"])
+    assert got[0] == 1.0 and got[1] == pytest.approx(expected) and got[2:] == [0.0, 0.0]  # invalid: 0
+    assert 0.0 < expected < 1.0
+    with pytest.raises(EvaluationError, match="1 decoded strings for 2 targets"):
+        reconstruction_tanimoto(["C"], ["C", "C"])
 
 
 def test_sample_metrics_count_validity_uniqueness_novelty() -> None:
@@ -124,16 +143,36 @@ def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
     assert result["cv"] == pytest.approx(float(cv_loss(codes, prior)), rel=1e-5)
     assert result["ks_ratio"] == pytest.approx(result["ks"] / result["ks_reference"])
 
+    # The Grammar VAE protocol and the Tanimoto similarity, as the API computes them.
+    assert result["reconstruction_decodings"] == 10
+    sampled = sampled_decodings(model, codes, 10, seed=0)
+    assert len(sampled) == 10 * len(validation)
+    sampled_matches = reconstruction_matches(sampled, [t for t in validation for _ in range(10)])
+    assert result["reconstruction_sampled"] == pytest.approx(sum(sampled_matches) / len(sampled_matches))
+    similarities = reconstruction_tanimoto(model.decode(codes), validation)
+    assert result["reconstruction_tanimoto"] == pytest.approx(sum(similarities) / len(similarities))
+
+    # FCD and the MOSES metrics of the prior samples against the validation split, every field.
+    assert result["reference"] == "held-out items" and result["n_reference"] == len(validation)
+    valid_samples = round(result["prior_validity"] * 200)
+    for name in DISTRIBUTION_KEYS:
+        if valid_samples >= 2 or name.startswith("unique"):
+            assert result[f"prior_{name}"] is not None or name == "scaf", name  # scaf: None without 2-ring scaffolds
+    if valid_samples >= 2:
+        assert result["prior_fcd"] >= 0.0 and 0.0 <= result["prior_snn"] <= 1.0
+
     # Reproducible, and the PNG exists exactly when some prior sample is a valid molecule.
-    again = evaluate(model, n_samples=200, seed=0)
-    assert {k: again[k] for k in FRACTIONS} == {k: result[k] for k in FRACTIONS}
+    again = evaluate(model, n_samples=200, seed=0, distribution=False)
+    same = [k for k in FRACTIONS if k.removeprefix("prior_") not in DISTRIBUTION_KEYS]
+    assert {k: again[k] for k in same} == {k: result[k] for k in same}
     if result["prior_validity"] > 0:
         assert result["png"] == str(png)
         with Image.open(png) as image:
             assert image.format == "PNG" and image.size[0] > 0
     else:
         assert result["png"] is None and not png.exists()
-    assert "prior_validity" in format_report(result) and json.dumps(result)
+    assert "prior_validity" in format_report(result) and json.dumps(result, allow_nan=False)
+    assert all(again[f"prior_{name}"] is None for name in DISTRIBUTION_KEYS)  # distribution=False skips them
 
 
 def test_evaluate_skips_held_out_items_it_cannot_encode(tiny_run: Path) -> None:
@@ -146,6 +185,34 @@ def test_evaluate_skips_held_out_items_it_cannot_encode(tiny_run: Path) -> None:
         evaluate(model, ["CCO"], n_samples=0)
     with pytest.raises(EvaluationError, match="list of strings"):
         evaluate(model, "CCO", n_samples=10)  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="reference must be a list of strings"):
+        evaluate(model, ["CCO"], n_samples=10, reference="CCO")  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="n_decodings"):
+        evaluate(model, ["CCO"], n_samples=10, n_decodings=-1)
+
+
+def test_evaluate_command_writes_every_field_against_a_reference_file(tiny_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from molks.cli import app
+
+    reference = tmp_path / "reference.smi"
+    reference.write_text("CCO\nc1ccc2ccccc2c1\nCC(=O)Nc1ccc(O)cc1\nnot-a-molecule\n")
+    out = tmp_path / "out" / "metrics.json"
+    args = ["evaluate", str(tiny_run), "--n-samples", "200", "--decodings", "2", "--reference", str(reference),
+            "--json", str(out), "--properties-png", str(tmp_path / "out" / "properties.png"), "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert tuple(metrics) == METRIC_KEYS
+    assert metrics["reference"] == str(reference) and metrics["n_reference"] == 3 and metrics["reconstruction_decodings"] == 2
+    for key in ("reconstruction_sampled", "reconstruction_tanimoto", "prior_unique@1000"):
+        assert key in result.stdout and metrics[key] is not None, key
+    assert (metrics["properties_png"] is not None) == (tmp_path / "out" / "properties.png").is_file()
+    skipped = CliRunner().invoke(app, [*args[:-2], "--no-distribution", "--decodings", "0"])
+    assert skipped.exit_code == 0, skipped.output
+    metrics = json.loads(out.read_text())
+    assert metrics["reconstruction_sampled"] is None and metrics["prior_fcd"] is None and metrics["reference"] is None
 
 
 def test_evaluate_expressions_and_a_standard_normal_prior(tmp_path: Path) -> None:
@@ -155,8 +222,12 @@ def test_evaluate_expressions_and_a_standard_normal_prior(tmp_path: Path) -> Non
     normalize = text_normalizer(model)
     assert normalize("x+1") == normalize("x + 1") and normalize("x +") is None and normalize("y") is None
     assert reconstruction_matches(["sin(x)*2"], ["sin( x ) * 2"], normalize) == [True]
-    result = evaluate(model, n_samples=50, png=tmp_path / "never.png")
+    result = evaluate(model, n_samples=50, png=tmp_path / "never.png", n_decodings=3)
     assert result["distance_prior"] == "N(0, I)" and result["n_held_out"] == 40
+    # Exact and sampled reconstruction for any grammar; Tanimoto and the MOSES metrics for molecules only.
+    assert result["reconstruction_decodings"] == 3 and 0.0 <= result["reconstruction_sampled"] <= 1.0
+    assert result["reconstruction_tanimoto"] is None and result["reference"] is None
+    assert all(result[f"prior_{name}"] is None for name in DISTRIBUTION_KEYS)
     assert result["prior_novelty"] is None and result["ex_post_validity"] is None  # nothing to compare / sample
     assert result["png"] is None and not (tmp_path / "never.png").exists()  # expressions are not drawn
     for key in FRACTIONS:

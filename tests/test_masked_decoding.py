@@ -258,5 +258,11 @@ def test_autoregressive_decoder_needs_targets_in_training(grammar: Grammar) -> N
     z = torch.zeros(2, decoder.config.latent_dim)
     with pytest.raises(ValueError, match="needs the target sequences"):
         decoder(z)
+    length = decoder.config.max_length
     with pytest.raises(ValueError, match="targets must have shape"):
-        decoder(z, torch.zeros(2, 3, dtype=torch.long))
+        decoder(z, torch.zeros(2, length + 1, dtype=torch.long))  # longer than the model allows
+    with pytest.raises(ValueError, match="targets must have shape"):
+        decoder(z, torch.zeros(3, length, dtype=torch.long))  # not one row per code
+    # A batch cut after its longest derivation is fine: the first steps are the same.
+    full = decoder(z, torch.zeros(2, length, dtype=torch.long))
+    torch.testing.assert_close(decoder(z, torch.zeros(2, 3, dtype=torch.long)), full[:, :3])

@@ -162,3 +162,60 @@ def test_feedback_dropout_hides_fed_back_outputs_only_in_training() -> None:
     # Step 0 always sees the start symbol, so it is unchanged; later steps see hidden inputs.
     assert torch.allclose(dropped[:, 0], reference[:, 0], atol=1e-6)
     assert not torch.allclose(dropped, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+def test_sequence_encoders_read_each_sequence_only_to_its_end(encoder: str) -> None:
+    # The code of a sequence must not depend on how much padding its batch carries (a batch is
+    # cut after its longest derivation), nor on the other sequences of the batch.
+    from molks.model.networks import make_encoder
+
+    config = dataclasses.replace(tiny_config(), encoder=encoder, encoder_size=32, encoder_layers=2)
+    torch.manual_seed(0)
+    encoder_net = make_encoder(config).eval()
+    pad = config.n_outputs - 1
+    short = torch.tensor([[1, 2, 3, 4] + [pad] * 16])
+    long = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 1, 2, 3] + [pad] * 10])
+    alone, _ = encoder_net(short[:, :4])
+    padded, _ = encoder_net(short)
+    together, _ = encoder_net(torch.cat([short, long]))
+    assert alone.shape == (1, config.latent_dim)
+    torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone[0], together[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(together[0], together[1])
+
+
+def test_encoder_choice_is_validated_and_old_configs_load_as_conv() -> None:
+    with pytest.raises(NetworkConfigError, match="unknown encoder"):
+        dataclasses.replace(tiny_config(), encoder="lstm")
+    with pytest.raises(NetworkConfigError, match="multiple of 32"):
+        dataclasses.replace(tiny_config(), encoder="transformer", encoder_size=40)
+    old = {k: v for k, v in tiny_config().to_dict().items() if not k.startswith("encoder")}
+    assert NetworkConfig.from_dict(old).encoder == "conv"
+    # Kernels longer than the sequence only matter to the convolutions.
+    short = dataclasses.replace(tiny_config(), max_length=4, encoder="gru")
+    assert short.encoder == "gru"
+
+
+@pytest.mark.parametrize("encoder", ["conv", "gru"])
+def test_cutting_a_batch_after_its_longest_derivation_leaves_the_loss_unchanged(encoder: str) -> None:
+    from molks.grammar import Grammar
+    from molks.api import pad_sequences
+    from molks.model.autoencoder import Autoencoder, ModelConfig
+
+    grammar = Grammar.load("smiles")
+    ids = [grammar.parse(s) for s in ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]]
+    length = max(map(len, ids)) + 25  # far more padding than any derivation needs
+    network = dataclasses.replace(
+        network_config("small", "molecules", grammar.n_outputs, length, latent_dim=6),
+        encoder=encoder, conv_channels=(4, 4, 4), encoder_size=16, gru_hidden=32, gru_layers=1,
+    )
+    torch.manual_seed(0)
+    model = Autoencoder(ModelConfig(network, "gmm", 3, {"n_components": 2}, grammar_hash=grammar.content_hash), grammar)
+    x = torch.as_tensor(pad_sequences(ids, length, grammar.padding_index)).long()
+    assert model.trim(x).shape == (3, max(map(len, ids)))
+    cut = model(x)
+    model.trim = lambda batch: batch  # the whole padded length
+    full = model(x)
+    for name in ("total", "rec", "exact"):
+        torch.testing.assert_close(cut[name], full[name], atol=1e-4, rtol=1e-5)

@@ -232,6 +232,25 @@ def test_vae_kl_is_zero_at_the_prior_and_matches_torch() -> None:
     assert torch.equal(reg.eval().latent(mean, logvar), mean)
 
 
+def test_vae_free_bits_leave_small_kl_unpenalised() -> None:
+    # Dimension 0 carries 2 nats, dimensions 1-3 carry 0.045 each: with 0.5 free bits only the
+    # first is penalised as it is; the others cost the floor and get no gradient towards collapse.
+    mean = torch.zeros(4, 4)
+    mean[:, 0] = 2.0
+    mean[:, 1:] = 0.3
+    logvar = torch.zeros(4, 4, requires_grad=True)
+    reg = VAERegularizer(latent_dim=4, free_bits=0.5)
+    terms = reg.loss(mean, mean, logvar)
+    assert float(terms["kl"]) == pytest.approx(2.0 + 3 * 0.045)
+    assert float(terms["total"]) == pytest.approx(2.0 + 3 * 0.5)
+    mean.requires_grad_(True)
+    reg.loss(mean, mean, logvar)["total"].backward()
+    assert mean.grad is not None and torch.all(mean.grad[:, 1:] == 0) and torch.all(mean.grad[:, 0] > 0)
+    assert float(VAERegularizer(latent_dim=4).loss(mean, mean, logvar)["total"]) == pytest.approx(2.0 + 3 * 0.045)
+    with pytest.raises(RegularizerError, match="free_bits"):
+        VAERegularizer(latent_dim=4, free_bits=-1.0)
+
+
 def test_cv_vae_uses_its_constant_variance() -> None:
     reg = CVVAERegularizer(latent_dim=3, encoder_std=0.3)
     mean = torch.ones(5000, 3)

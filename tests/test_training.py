@@ -133,10 +133,19 @@ def test_autoregressive_decoder_learns_to_reconstruct(moses_smiles: list[str]) -
     x = torch.as_tensor(pad_sequences(ids, length, grammar.padding_index)).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = float(model(x)["rec"].detach())
-    for _ in range(300):
+    agreement = []
+    for step in range(300):
         optimizer.zero_grad()
         model(x)["rec"].backward()
         optimizer.step()
+        if step % 25 == 0:  # "exact" (one teacher-forced pass) is the greedy reconstruction rate
+            model.eval()
+            decoded, done = model.decode(model.encode(x))
+            matches = sum(bool(d) and grammar.derive(row) == text for row, d, text in zip(decoded.tolist(), done, texts))
+            agreement.append((round(float(model(x)["exact"]) * len(texts)), matches))
+            model.train()
+    assert all(predicted == found for predicted, found in agreement), agreement
+    assert len({found for _, found in agreement}) > 2  # seen at several levels, not only 0 and 8
     model.eval()
     decoded, finished = model.decode(model.encode(x))
     assert finished.all()
@@ -170,3 +179,32 @@ def test_resume_accepts_a_run_written_before_an_option_existed(tmp_path: Path, m
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(TrainingError, match="different model configuration"):
         train_tiny(run, texts, epochs=3, resume=True)
+
+
+def test_training_without_a_terminal_logs_progress_within_each_epoch(
+    tmp_path: Path, moses_smiles: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from molks.api import pad_sequences
+    from molks.grammar import Grammar
+    from molks.model.autoencoder import ModelConfig
+    from molks.model.networks import NetworkConfig
+    from molks.training import trainer
+
+    monkeypatch.setattr(trainer, "PROGRESS_LINE_SECONDS", 0.0)  # a line after every batch
+    monkeypatch.setattr(trainer, "_progress_bar", lambda *args: None)  # no terminal, even under pytest -s
+    grammar = Grammar.load("smiles")
+    ids = [grammar.parse(t) for t in moses_smiles[:96]]
+    length = max(map(len, ids))
+    network = NetworkConfig(
+        n_outputs=grammar.n_outputs, max_length=length, latent_dim=4, conv_channels=(4,), conv_kernels=(3,),
+        dense_size=8, decoder_dense_size=8, gru_layers=1, gru_hidden=8,
+    )
+    lines: list[str] = []
+    trainer.train(
+        tmp_path / "run", pad_sequences(ids, length, grammar.padding_index), moses_smiles[:96], grammar,
+        ModelConfig(network, "gmm", 32, grammar_hash=grammar.content_hash),
+        trainer.TrainConfig(epochs=1, batch_size=32), progress=None, log=lines.append,
+    )
+    within = [line for line in lines if "batches" in line]
+    assert len(within) == 2  # 86 training molecules: 2 batches of 32
+    assert within[0].startswith("epoch 1: 1/2 batches,") and "molecules/s" in within[0] and "min left" in within[0]

@@ -1,27 +1,19 @@
-"""What every command shares: bad input ends in one clear line on stderr, not a traceback."""
+"""What every command shares: bad input (a MolksError) ends in one clear line on stderr, not a traceback."""
 
 from __future__ import annotations
 
 import functools
+import io
+import os
+import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
 
+from molks.errors import MolksError
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-EMBEDDED_DATA = {"moses-sample": "moses_sample.smi", "expressions": "expressions.txt"}
-
-
-def resolve_data_file(name_or_path: str) -> Path:
-    """A data file path, or the name of a dataset embedded in molks (moses-sample, expressions)."""
-    path = Path(name_or_path)
-    if not path.exists() and name_or_path in EMBEDDED_DATA:
-        import molks.default_data
-
-        return Path(molks.default_data.__file__).resolve().parent / EMBEDDED_DATA[name_or_path]
-    return path
 
 
 def fail(message: str) -> NoReturn:
@@ -30,16 +22,28 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (e.g. a test runner's buffer)
+        pass
+
+
 def fail_cleanly(command: F) -> F:
-    """Turn the library's input errors (all ValueError subclasses) and OSErrors into exit code 2."""
+    """Bad input -- a :class:`~molks.errors.MolksError`, which names the file, line, item or option --
+    ends the command in one line with exit code 2. Anything else is a bug and shows as one (a
+    traceback, exit code 1); typer's own usage errors are left to typer."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ValueError, OSError) as err:
-            if isinstance(err, typer.BadParameter):
-                raise
+        except BrokenPipeError:  # `molks encode ... | head`: the reader has all it wanted
+            _silence_stdout()
+            raise typer.Exit(code=0) from None
+        except MolksError as err:
             fail(str(err))
 
     return wrapper  # type: ignore[return-value]

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import typer
 
-from molks.cli.common import fail
+from molks.cli.common import fail_cleanly
+from molks.files import atomic_write_text
 
 app = typer.Typer(help="Datasets: download, generate expressions, parse and cache.", no_args_is_help=True)
 
 
 @app.command("download")
+@fail_cleanly
 def download_command(
     name: str = typer.Argument(..., help="Dataset to fetch: zinc250k."),
     out: Path | None = typer.Option(None, "--out", help="Where to write it (default: <cache dir>/<name>.csv)."),
@@ -24,16 +24,14 @@ def download_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
 ) -> None:
     """Download a public dataset and check its SHA-256 (the file is kept only if it matches)."""
-    from molks.dataset import DatasetError, download_dataset
+    from molks.dataset import download_dataset
 
-    try:
-        path = download_dataset(name, out, url=url, sha256=sha256, progress=progress)
-    except DatasetError as err:
-        fail(str(err))
+    path = download_dataset(name, out, url=url, sha256=sha256, progress=progress)
     typer.echo(str(path))
 
 
 @app.command("expressions")
+@fail_cleanly
 def expressions_command(
     n: int = typer.Option(100_000, "--n", min=1, help="How many distinct sentences."),
     max_productions: int = typer.Option(15, "--max-productions", min=1, help="Most productions per derivation."),
@@ -43,24 +41,19 @@ def expressions_command(
 ) -> None:
     """Generate random distinct sentences of a grammar, one per line."""
     from molks.dataset import generate_sentences
-    from molks.grammar import Grammar, GrammarError
+    from molks.grammar import Grammar
 
-    try:
-        sentences = generate_sentences(Grammar.load(grammar), n, max_productions, seed)
-    except (GrammarError, ValueError) as err:
-        fail(str(err))
+    sentences = generate_sentences(Grammar.load(grammar), n, max_productions, seed)
     text = "".join(f"{s}\n" for s in sentences)
     if out is None:
         typer.echo(text, nl=False)
         return
-    try:
-        _atomic_write_text(out, text)
-    except OSError as err:
-        fail(f"{out}: cannot write: {err.strerror or err}")
+    atomic_write_text(out, text)
     typer.echo(f"wrote {len(sentences)} sentences to {out}", err=True)
 
 
 @app.command("parse")
+@fail_cleanly
 def parse_command(
     file: Path = typer.Argument(..., help="A .smi/.txt/.csv/.tsv file, optionally .gz."),
     grammar: str = typer.Option("smiles", "--grammar", help="Bundled grammar name or .cfg path."),
@@ -76,25 +69,22 @@ def parse_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
 ) -> None:
     """Read, check (RDKit) and parse a dataset file; print a summary of what parsed and what failed."""
-    from molks.dataset import DatasetError, load_dataset
-    from molks.grammar import Grammar, GrammarError
+    from molks.dataset import load_dataset
+    from molks.grammar import Grammar
 
     started = time.perf_counter()
-    try:
-        dataset = load_dataset(
-            file,
-            Grammar.load(grammar),
-            column=column,
-            canonicalize=canonicalize,
-            strict=strict,
-            max_length=max_length,
-            processes=processes,
-            cache_dir=cache_dir,
-            use_cache=use_cache,
-            progress=progress,
-        )
-    except (DatasetError, GrammarError) as err:
-        fail(str(err))
+    dataset = load_dataset(
+        file,
+        Grammar.load(grammar),
+        column=column,
+        canonicalize=canonicalize,
+        strict=strict,
+        max_length=max_length,
+        processes=processes,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        progress=progress,
+    )
     summary = dataset.summary(n_failures=show)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     typer.echo(f"{summary['source']}: {summary['n_parsed']} of {summary['n_items']} items parsed "
@@ -111,20 +101,5 @@ def parse_command(
                f"(mean {summary['mean_derivation']:.1f})")
     typer.echo(f"time: {summary['seconds']:.2f} s")
     if report is not None:
-        try:
-            _atomic_write_text(report, json.dumps(summary, indent=2) + "\n")
-        except OSError as err:
-            fail(f"{report}: cannot write the report: {err.strerror or err}")
+        atomic_write_text(report, json.dumps(summary, indent=2) + "\n")
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

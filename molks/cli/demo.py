@@ -35,9 +35,11 @@ def demo_command(
     import json
 
     from molks.demo import FULL, QUICK, run_demo, with_overrides
+    from molks.training.trainer import resolve_device
 
     if train and model is not None:
         raise typer.BadParameter("--train trains a new model; leave out --model", param_hint="--model")
+    resolve_device(device)  # a typo is one line before anything is written
     import torch
 
     torch.set_num_threads(threads)

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import typer
 
+from molks.cli.common import fail, fail_cleanly
+from molks.files import atomic_write_text
+
 app = typer.Typer(help="Inspect grammars: coverage, ambiguity, unused symbols.", no_args_is_help=True)
 
 
 @app.command("show")
+@fail_cleanly
 def show(grammar: str = typer.Argument("smiles", help="A bundled grammar name or a .cfg path.")) -> None:
     """Print a grammar's size, parser and productions."""
     from molks.grammar import Grammar
@@ -22,6 +26,7 @@ def show(grammar: str = typer.Argument("smiles", help="A bundled grammar name or
 
 
 @app.command("check")
+@fail_cleanly
 def check(
     grammar: str = typer.Argument(..., help="A bundled grammar name or a .cfg path."),
     datafile: Path = typer.Argument(..., help="Data, one item per line: .txt (whole lines), .smi, .csv (SMILES column); optionally .gz."),
@@ -34,15 +39,13 @@ def check(
     import json
     import os
 
-    from molks.grammar import Grammar, GrammarError
+    from molks.grammar import Grammar
     from molks.grammar.check import check_grammar, read_lines
 
-    try:
-        g = Grammar.load(grammar)
-        items, numbers = read_lines(datafile)
-    except (GrammarError, FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    if json_out is not None and json_out.is_dir():  # found before minutes of parsing, not after
+        fail(f"--json {json_out}: is a directory; give a file name")
+    g = Grammar.load(grammar)
+    items, numbers = read_lines(datafile)
     report = check_grammar(
         g,
         items,
@@ -54,5 +57,5 @@ def check(
     typer.echo(f"data: {datafile}")
     typer.echo(report.format())
     if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2) + "\n")  # a full disk: one line naming it
         typer.echo(f"report written to {json_out}")

@@ -2,9 +2,8 @@
 
 RUN_DIR is a run directory written by ``molks train`` or the name of a model shipped with molks.
 
-Codes files: ``.npy`` (a float array [N, D], read without pickle) or ``.csv``. ``encode`` writes
-CSV with the columns ``line, smiles|text, z0 .. z{D-1}``; ``decode`` reads the ``z0 ..`` columns of
-a CSV with a header, or every column of a CSV without one (a first row of numbers).
+Codes files: ``.npy`` or ``.csv``, read and written by :mod:`molks.codes` (``encode`` writes CSV
+with the columns ``line, smiles|text, z0 .. z{D-1}``; ``decode`` reads the ``z0 ..`` columns).
 
 Decoded strings are printed one per line, in the order of the codes; a decoding that hit the
 model's length limit prints the marker ``<unfinished>`` (not a SMILES, not an expression), so
@@ -15,8 +14,6 @@ Register the commands at the top level of the ``molks`` app with :func:`register
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
@@ -24,10 +21,12 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
 import typer
 
-from molks.cli.common import fail_cleanly, resolve_data_file
+from molks.cli.common import fail_cleanly
+from molks.codes import CodesError, check_codes_suffix, read_codes, write_codes, write_codes_csv
+from molks.data_files import resolve_data_file
+from molks.files import atomic_write_text
 
 if TYPE_CHECKING:
     from molks.api import LatentModel
@@ -45,114 +44,14 @@ __all__ = [
 ]
 
 UNFINISHED = "<unfinished>"
-CODE_SUFFIXES = (".npy", ".csv")
 
 RunArg = Annotated[str, typer.Argument(help="A run directory (from molks train) or the name of a shipped model.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 
 
-class CodesError(ValueError):
-    """A codes file is unreadable, malformed, or does not fit the model."""
-
-
 class Source(str, Enum):
     prior = "prior"
     ex_post = "ex-post"
-
-
-# ----------------------------------------------------------------------------------------------
-# Codes files
-# ----------------------------------------------------------------------------------------------
-
-
-def _check_suffix(path: Path, what: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in CODE_SUFFIXES:
-        raise CodesError(f"{path}: {what} must end in .npy or .csv, not {suffix or '(no suffix)'!r}")
-    return suffix
-
-
-def read_codes(path: Path, latent_dim: int | None = None) -> np.ndarray:
-    """Latent codes [N, D] (float32) from a .npy or .csv file; checks D against ``latent_dim``."""
-    path = Path(path)
-    suffix = _check_suffix(path, "a codes file")
-    if not path.is_file():
-        raise CodesError(f"{path}: no such file")
-    if suffix == ".npy":
-        try:
-            codes = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise CodesError(f"{path}: not a readable .npy array ({err})") from None
-        if not isinstance(codes, np.ndarray) or not np.issubdtype(codes.dtype, np.number):
-            raise CodesError(f"{path}: holds {getattr(codes, 'dtype', type(codes))}, not numbers")
-    else:
-        codes = _read_csv_codes(path)
-    if codes.ndim == 1:
-        codes = codes.reshape(1, -1)
-    if codes.ndim != 2 or codes.shape[0] == 0:
-        raise CodesError(f"{path}: codes must be a non-empty [N, D] array, got shape {list(codes.shape)}")
-    if latent_dim is not None and codes.shape[1] != latent_dim:
-        raise CodesError(f"{path}: codes have {codes.shape[1]} dimensions but the model's latent dimension is {latent_dim}")
-    codes = codes.astype(np.float32)
-    if not np.isfinite(codes).all():
-        raise CodesError(f"{path}: codes contain NaN or infinite values")
-    return codes
-
-
-def _read_csv_codes(path: Path) -> np.ndarray:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise CodesError(f"{path}: not UTF-8 text") from None
-    rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]
-    if not rows:
-        raise CodesError(f"{path}: empty")
-    columns = list(range(len(rows[0][1])))
-    if not all(_is_number(cell) for cell in rows[0][1]):  # a header: take the z0, z1, ... columns
-        header = [cell.strip() for cell in rows[0][1]]
-        named = sorted((int(name[1:]), i) for i, name in enumerate(header) if name[:1] == "z" and name[1:].isdigit())
-        if not named:
-            raise CodesError(f"{path}:1: a header without z0, z1, ... columns; the columns are {header}")
-        if [k for k, _ in named] != list(range(len(named))):
-            raise CodesError(f"{path}:1: the z columns must be z0 .. z{len(named) - 1} without gaps")
-        columns = [i for _, i in named]
-        rows = rows[1:]
-    values = []
-    for number, row in rows:
-        try:
-            values.append([float(row[i]) for i in columns])
-        except (ValueError, IndexError):
-            raise CodesError(f"{path}:{number}: expected {len(columns)} numbers, got {row}") from None
-    return np.asarray(values, dtype=np.float64).reshape(len(values), len(columns))
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def write_codes(path: Path, codes: np.ndarray, texts: list[str] | None = None, lines: list[int] | None = None,
-                text_column: str = "smiles") -> None:
-    """Write codes [N, D] to .npy (the array only) or .csv (with line and text columns when given)."""
-    if _check_suffix(path, "--out") == ".npy":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, codes.astype(np.float32), allow_pickle=False)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        _write_csv(f, codes, texts, lines, text_column)
-
-
-def _write_csv(f: io.TextIOBase, codes: np.ndarray, texts: list[str] | None, lines: list[int] | None, text_column: str) -> None:
-    writer = csv.writer(f, lineterminator="\n")
-    head = (["line"] if lines is not None else []) + ([text_column] if texts is not None else [])
-    writer.writerow(head + [f"z{j}" for j in range(codes.shape[1])])
-    for i, row in enumerate(codes.tolist()):
-        lead = ([lines[i]] if lines is not None else []) + ([texts[i]] if texts is not None else [])
-        writer.writerow(lead + [repr(float(v)) for v in row])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,8 +71,7 @@ def _emit(lines: list[str], out: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)
 
 
 def _shown(texts: list[str | None]) -> list[str]:
@@ -210,7 +108,7 @@ def encode_command(
     from molks.evaluation import encodable, encode_sequences
 
     if out is not None:
-        _check_suffix(out, "--out")
+        check_codes_suffix(out, "--out")
     model = _load(run_dir, device)
     items = _read_items(model, input, column)
     texts = [text for _, text in items]
@@ -226,7 +124,7 @@ def encode_command(
     kept_texts = [texts[i] for i in kept]
     text_column = "smiles" if model.is_molecular else "text"
     if out is None:
-        _write_csv(sys.stdout, codes, kept_texts, kept_lines, text_column)  # type: ignore[arg-type]
+        write_codes_csv(sys.stdout, codes, kept_texts, kept_lines, text_column)
         sys.stdout.flush()
     else:
         write_codes(out, codes, kept_texts, kept_lines, text_column)
@@ -274,7 +172,7 @@ def sample_command(
     """Sample latent points and decode them: one string per line, <unfinished> where decoding hit the length limit."""
     _check_temperature(temperature)
     if codes is not None:
-        _check_suffix(codes, "--codes")
+        check_codes_suffix(codes, "--codes")
     model = _load(run_dir, device)
     if png is not None and not model.is_molecular:
         raise CodesError(f"--png draws molecules, but {run_dir} models {model.grammar.name} strings")
@@ -295,23 +193,33 @@ def sample_command(
 def evaluate_command(
     run_dir: RunArg,
     data: Annotated[Optional[str], typer.Option(help="Held-out file to reconstruct (default: the run's validation.smi).")] = None,
-    column: Annotated[Optional[str], typer.Option(help="CSV/TSV column holding the strings.")] = None,
+    column: Annotated[Optional[str], typer.Option(help="CSV/TSV column holding the strings (of --data and --reference).")] = None,
     n_samples: Annotated[int, typer.Option(min=1, help="Samples drawn from the prior and from the ex-post GMM (each).")] = 1000,
+    decodings: Annotated[int, typer.Option(min=0, help="Sampled decodings per held-out code (Grammar VAE protocol; 0 skips it).")] = 10,
+    reference: Annotated[Optional[str], typer.Option(help="Molecules the prior samples are compared with (FCD, MOSES metrics); default: the held-out data.")] = None,
+    distribution: Annotated[bool, typer.Option(help="Compute FCD and the MOSES metrics of the prior samples (molecules only).")] = True,
+    fcd: Annotated[bool, typer.Option(help="Compute FCD (the slow part: about 7 ms a molecule on one core); --no-fcd keeps the other MOSES metrics.")] = True,
+    properties_png: Annotated[Optional[Path], typer.Option(help="Draw the property histograms (logP, SA, QED, weight) of samples and reference into this PNG.")] = None,
+    processes: Annotated[int, typer.Option(min=1, help="Worker processes for the RDKit part of the MOSES metrics.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Draw up to 24 valid prior samples into this PNG.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Reconstruction accuracy, validity/uniqueness/novelty of samples, and KS/CV distances to the prior."""
+    """Reconstruction (greedy, sampled, Tanimoto), validity/uniqueness/novelty of samples, FCD and the MOSES metrics, and KS/CV distances to the prior."""
     from molks.evaluation import evaluate, format_report
 
     model = _load(run_dir, device)
     held_out = None if data is None else [text for _, text in _read_items(model, data, column)]
-    result = evaluate(model, held_out, n_samples=n_samples, seed=seed, png=png)
+    references = None if reference is None else [text for _, text in _read_items(model, reference, column)]
+    result = evaluate(model, held_out, n_samples=n_samples, seed=seed, png=png, n_decodings=decodings,
+                      reference=references, distribution=distribution, fcd=fcd, properties_png=properties_png,
+                      processes=processes, progress=True)  # fmt: skip
+    if reference is not None and result["reference"] is not None:
+        result["reference"] = reference  # the file, not just "given (N items)"
     typer.echo(format_report(result))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
 
 
 COMMANDS = {"encode": encode_command, "decode": decode_command, "sample": sample_command, "evaluate": evaluate_command}

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import typer
 
+from molks.cli.common import fail_cleanly
+
 app = typer.Typer(help="Bayesian optimisation in a trained model's latent space.", pretty_exceptions_enable=False)
 
 
 @app.command("optimize")
+@fail_cleanly
 def optimize(
     model: str = typer.Option(..., "--model", "-m", help="A run directory made by molks training, or a shipped model name."),
     target: str = typer.Option("logp", "--target", "-t", help="logp | qed | expression | package.module:function."),
@@ -43,38 +46,38 @@ def optimize(
     """Search the latent space for strings that maximise (or, for expression, minimise) a target."""
     import molks
     from molks.optimize.acquisition import AcquisitionConfig
-    from molks.optimize.loop import STATE_FILE, OptimizeConfig, read_pool
+    from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, file_sha256, read_pool
     from molks.optimize.loop import optimize as run_loop
     from molks.optimize.surrogate import SurrogateConfig
     from molks.optimize.targets import get_target
 
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        config = OptimizeConfig(
-            iterations=iterations,
-            decodings=decodings,
-            pool_size=pool_size,
-            seed=seed,
-            heldout=heldout,
-            threads=threads,
-            surrogate=SurrogateConfig(kind=surrogate),
-            acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy),
-        )
-        scorer = get_target(target)
-        latent = molks.load(model, device=device)
-        texts: list[str] = []
-        source = ""
-        if not (resume and (out / STATE_FILE).exists()):  # a resumed run has its pool in its state
-            source_path = pool if pool is not None else latent.run_dir / "train.smi.gz"
-            texts = read_pool(source_path, latent.is_molecular, column=column)
-            source = str(source_path)
-        summary = run_loop(
-            latent, texts, out, scorer, config, resume=resume, pool_source=source, progress=not quiet
-        )
-    except ValueError as err:  # every molks error is a ValueError subclass with a message for the user
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+    config = OptimizeConfig(
+        iterations=iterations,
+        decodings=decodings,
+        pool_size=pool_size,
+        seed=seed,
+        heldout=heldout,
+        threads=threads,
+        surrogate=SurrogateConfig(kind=surrogate),
+        acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy),
+    )
+    if out.exists() and not out.is_dir():
+        raise OptimizeError(f"--out {out}: exists and is not a directory")
+    scorer = get_target(target)
+    latent = molks.load(model, device=device)
+    texts: list[str] = []
+    resuming = resume and (out / STATE_FILE).exists()
+    source_path = pool if pool is not None else latent.run_dir / "train.smi.gz"
+    if not resuming:  # a resumed run has its pool in its state
+        texts = read_pool(source_path, latent.is_molecular, column=column)
+    # Compared on --resume when a pool is named again: another file is refused, not ignored.
+    pool_sha256 = file_sha256(source_path) if pool is not None or not resuming else None
+    summary = run_loop(
+        latent, texts, out, scorer, config, resume=resume, pool_source=str(source_path), pool_sha256=pool_sha256,
+        progress=not quiet,
+    )
     top = summary["top"][:3]
     typer.echo(
         f"{summary['valid_proposals']}/{summary['proposals']} valid proposals; "

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from molks.cli.common import fail_cleanly, resolve_data_file
+from molks.cli.common import fail_cleanly
+from molks.data_files import resolve_data_file
 
 __all__ = ["train_command"]
 
 
 class Preset(str, Enum):
+    fast = "fast"
     small = "small"
     paper = "paper"
 
@@ -28,6 +32,12 @@ class Regularizer(str, Enum):
     wae = "wae"
 
 
+class Encoder(str, Enum):
+    conv = "conv"
+    gru = "gru"
+    transformer = "transformer"
+
+
 class Decoder(str, Enum):
     repeat = "repeat"
     autoregressive = "autoregressive"
@@ -38,8 +48,9 @@ def train_command(
     data: Annotated[str, typer.Argument(help="Training file (.smi/.txt/.csv/.tsv, optionally .gz) or an embedded dataset: moses-sample, expressions.")],
     grammar: Annotated[str, typer.Option(help="smiles, arithmetic, characters (the character-level baseline) or a .cfg path.")] = "smiles",
     regularizer: Annotated[Regularizer, typer.Option(help="gmm (the method), or a baseline: vae, cv-vae, rae, wae.")] = Regularizer.gmm,
-    preset: Annotated[Preset, typer.Option(help="Network size: small (CPU) or paper (the published architecture).")] = Preset.small,
+    preset: Annotated[Preset, typer.Option(help="Network: fast (GRU encoder and decoder, the best learner per CPU minute), small (the GVAE shapes, CPU-sized) or paper (the published architecture).")] = Preset.fast,
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent size D (default: the preset's).")] = None,
+    encoder: Annotated[Optional[Encoder], typer.Option(help="conv (GVAE's convolutions), gru (bidirectional GRU) or transformer (default: the preset's).")] = None,
     decoder: Annotated[Decoder, typer.Option(help="autoregressive (feeds the previous production back) or repeat (GVAE: the code repeated over time, the published architecture).")] = Decoder.autoregressive,
     feedback_dropout: Annotated[float, typer.Option(help="Autoregressive decoder: probability of hiding a fed-back production in training.")] = 0.0,
     components: Annotated[int, typer.Option(help="GMM prior components K (gmm only).")] = 10,
@@ -65,7 +76,13 @@ def train_command(
     from molks.model.networks import network_config
     from molks.training.trainer import TrainConfig, resolve_device, train
 
-    resolve_device(device)  # a missing GPU is reported before minutes of data loading
+    # Every option is checked before minutes of data loading and before anything is written.
+    train_config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed, device=device
+    )
+    resolve_device(device)  # a missing GPU too
+    options = _regularizer_options(regularizer, components, sigma, option)
+    _check_lambda_rec(lambda_rec)
     path = resolve_data_file(data)
     base = Grammar.load("smiles" if grammar == "characters" else grammar)
     dataset = load_dataset(path, base, column=column, canonicalize=canonicalize)
@@ -77,25 +94,64 @@ def train_command(
     else:
         sequences = dataset.padded()
     kind = "molecules" if base.tokenizer_name == "smiles" else "expressions"
-    options: dict[str, Any] = dict(_parse_option(o) for o in option or [])
-    if regularizer is Regularizer.gmm:
-        options = {"n_components": components, "sigma": sigma, **options}
     model_config = ModelConfig(
-        network=network_config(preset.value, kind, base.n_outputs, sequences.shape[1], latent_dim, decoder.value, feedback_dropout),
+        network=network_config(preset.value, kind, base.n_outputs, sequences.shape[1], latent_dim, decoder.value, feedback_dropout,
+                                encoder.value if encoder else None),
         regularizer=regularizer.value,
         batch_size=batch_size,
         regularizer_options=options,
         lambda_rec=lambda_rec,
         grammar_hash=base.content_hash,
     )
-    train_config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed, device=device
-    )
     run = out or Path("runs") / f"{path.name.split('.')[0]}-{regularizer.value}"
     data_info = {"path": str(path), "sha256": dataset.file_sha256, "n_items": len(texts), "grammar": grammar}
     typer.echo(f"training {regularizer.value} ({preset.value}) on {len(texts)} items of {path}, sequences of {sequences.shape[1]} steps -> {run}", err=True)
-    train(run, sequences, texts, base, model_config, train_config, resume=resume, data_info=data_info)
+    with _removed_if_start_fails(run):
+        train(run, sequences, texts, base, model_config, train_config, resume=resume, data_info=data_info)
     typer.echo(str(run))
+
+
+def _regularizer_options(regularizer: Regularizer, components: int, sigma: float, option: list[str] | None) -> dict[str, Any]:
+    """The regulariser's options from --components, --sigma and --option, checked."""
+    from molks.model.regularizers import check_regularizer_options
+
+    options: dict[str, Any] = dict(_parse_option(o) for o in option or [])
+    if regularizer is Regularizer.gmm:
+        options = {"n_components": components, "sigma": sigma, **options}
+    check_regularizer_options(regularizer.value, options)
+    return options
+
+
+def _check_lambda_rec(value: float) -> None:
+    # Negative or NaN would make training maximise the reconstruction error.
+    if not (math.isfinite(value) and value >= 0):
+        from molks.training.trainer import TrainingError
+
+        raise TrainingError(f"must be a finite number >= 0, got {value}", option="--lambda-rec")
+
+
+# What train() writes before its first epoch; a checkpoint means the run really started.
+_START_FILES = ("config.json", "grammar.cfg", "validation.smi", "train.smi.gz")
+
+
+@contextmanager
+def _removed_if_start_fails(run: Path) -> Iterator[None]:
+    """Remove a run folder this command created if training fails before its first checkpoint,
+    so that the corrected command is not refused with "already holds a run"."""
+    existed = run.exists()
+    try:
+        yield
+    except Exception:  # bad input or a bug: either way no epoch was saved
+        if not existed and not (run / "checkpoints").exists():
+            _remove_start_files(run)
+        raise
+
+
+def _remove_start_files(run: Path) -> None:
+    for name in _START_FILES:
+        (run / name).unlink(missing_ok=True)
+    with suppress(OSError):  # not empty: something else is in there, keep it
+        run.rmdir()
 
 
 def _parse_all(grammar: Any, texts: list[str]) -> Any:
@@ -113,8 +169,10 @@ def _report_failures(dataset: Any) -> None:
 
 def _parse_option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise typer.BadParameter(f"--option {text!r}: expected KEY=VALUE")
+    if not sep or not key.strip():
+        from molks.model.regularizers import RegularizerError
+
+        raise RegularizerError("expected KEY=VALUE", option=f"--option {text!r}")
     try:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from molks.dataset.errors import DatasetError
 from molks.dataset.progress import progress_bar
+from molks.files import atomic_write, file_sha256
 
 __all__ = ["DATASETS", "RemoteDataset", "download", "download_dataset", "file_sha256"]
 
@@ -48,15 +49,6 @@ ZINC250K = RemoteDataset(
 DATASETS: dict[str, RemoteDataset] = {ZINC250K.name: ZINC250K}
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(
     url: str, out: str | os.PathLike[str], sha256: str, *, progress: bool = True, timeout: float = 60.0
 ) -> Path:
@@ -64,7 +56,8 @@ def download(
 
     An ``out`` that already holds the right bytes is kept without downloading. Raises
     :class:`DatasetError` when the download fails or the checksum does not match (the partial
-    file is removed and ``out`` is left as it was).
+    file is removed and ``out`` is left as it was), :class:`~molks.errors.FileAccessError` when
+    ``out`` cannot be written.
     """
     out = Path(out).expanduser()
     expected = sha256.strip().lower()
@@ -72,44 +65,39 @@ def download(
         raise DatasetError(None, f"{sha256!r} is not a SHA-256 hex digest (64 hex digits)")
     if out.is_file() and file_sha256(out) == expected:
         return out
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    except OSError as err:
-        raise DatasetError(out, f"cannot write here: {err.strerror or err}") from None
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 -- the user's URL, by design
-            except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
-                reason = getattr(err, "reason", err)
-                raise DatasetError(None, f"cannot download {url}: {reason}") from None
-            length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
-            total = int(length) if length and str(length).isdigit() else None
-            with response, progress_bar(
-                total, url.rsplit("/", 1)[-1], progress, unit="B", unit_scale=True, unit_divisor=1024
-            ) as bar:
-                try:
-                    while block := response.read(_BLOCK):
-                        digest.update(block)
-                        f.write(block)
-                        bar.update(len(block))
-                except (OSError, http.client.HTTPException) as err:
-                    raise DatasetError(None, f"download of {url} broke off: {err!r}") from None
-        actual = digest.hexdigest()
+
+    def fetch(f: IO[bytes]) -> None:
+        actual = _stream(url, f, timeout=timeout, progress=progress)
         if actual != expected:
             raise DatasetError(
                 None,
                 f"checksum mismatch for {url}: expected SHA-256 {expected}, got {actual}; the download was "
                 f"deleted. If you trust this file, pass --sha256 {actual}",
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the download is an ordinary file
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(out, fetch)  # renamed into place only when the checksum matches
     return out
+
+
+def _stream(url: str, f: IO[bytes], *, timeout: float, progress: bool) -> str:
+    """Copy ``url`` into ``f``; returns the SHA-256 of what arrived."""
+    digest = hashlib.sha256()
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 -- the user's URL, by design
+    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError is an OSError
+        reason = getattr(err, "reason", err)
+        raise DatasetError(None, f"cannot download {url}: {reason}") from None
+    length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+    total = int(length) if length and str(length).isdigit() else None
+    with response, progress_bar(total, url.rsplit("/", 1)[-1], progress, unit="B", unit_scale=True, unit_divisor=1024) as bar:
+        try:
+            while block := response.read(_BLOCK):
+                digest.update(block)
+                f.write(block)
+                bar.update(len(block))
+        except (OSError, http.client.HTTPException) as err:
+            raise DatasetError(None, f"download of {url} broke off: {err!r}") from None
+    return digest.hexdigest()
 
 
 def download_dataset(

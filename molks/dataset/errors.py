@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from molks.errors import MolksError
 
-class DatasetError(ValueError):
+
+class DatasetError(MolksError, ValueError):
     """A dataset file cannot be used: it is missing, unreadable, binary, empty, lacks the column
     asked for, or (with ``strict=True``) holds an item that does not parse.
 
@@ -14,14 +16,7 @@ class DatasetError(ValueError):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, reason: str, *, line: int | None = None) -> None:
-        self.path = None if path is None else str(path)
-        self.line = line
-        self.reason = reason
-        if self.path is None:
-            super().__init__(reason)
-            return
-        where = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{where}: {reason}")
+        super().__init__(reason, path=path, line=line)
 
 
 class CacheWarning(UserWarning):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from molks.dataset.errors import DatasetError
 from molks.grammar import Grammar
 
 __all__ = ["generate_sentences", "random_derivation"]
@@ -19,7 +20,7 @@ __all__ = ["generate_sentences", "random_derivation"]
 def random_derivation(grammar: Grammar, rng: random.Random, max_productions: int) -> list[int]:
     """Production indices of a random complete leftmost derivation of at most ``max_productions`` steps.
 
-    Raises ValueError if the grammar has no derivation that short.
+    Raises DatasetError (a ValueError) if the grammar has no derivation that short.
     """
     return _Sampler(grammar, max_productions).sample(rng)
 
@@ -30,7 +31,8 @@ class _Sampler:
     def __init__(self, grammar: Grammar, max_productions: int) -> None:
         self.shortest = grammar.min_derivation_lengths()
         if self.shortest[grammar.start] > max_productions:
-            raise ValueError(
+            raise DatasetError(
+                None,
                 f"grammar {grammar.name!r} has no derivation of at most {max_productions} productions "
                 f"(the shortest has {self.shortest[grammar.start]})"
             )
@@ -63,11 +65,11 @@ def generate_sentences(grammar: Grammar, n: int, max_productions: int, seed: int
     """``n`` distinct sentences of ``grammar``, each derived in at most ``max_productions`` productions.
 
     Reproducible from ``seed``; in the order drawn. Sentences are the derived tokens joined with
-    the grammar's separator (``grammar.derive(ids)``). Raises ValueError if ``n`` distinct
+    the grammar's separator (``grammar.derive(ids)``). Raises DatasetError (a ValueError) if ``n`` distinct
     sentences are not found (the language within the limit may be smaller than ``n``).
     """
     if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
+        raise DatasetError(None, f"n must be non-negative, got {n}")
     rng = random.Random(seed)
     sampler = _Sampler(grammar, max_productions)
     found: dict[str, None] = {}  # insertion-ordered set
@@ -78,7 +80,8 @@ def generate_sentences(grammar: Grammar, n: int, max_productions: int, seed: int
         if sentence in found:
             misses += 1
             if misses > budget:
-                raise ValueError(
+                raise DatasetError(
+                    None,
                     f"found only {len(found)} distinct sentences of {grammar.name!r} with at most "
                     f"{max_productions} productions after {misses} repeated draws; "
                     "ask for fewer or allow more productions"

@@ -12,13 +12,19 @@ from contextlib import contextmanager
 
 from rdkit import Chem, RDLogger, rdBase
 
-__all__ = ["MoleculeError", "check_smiles", "quiet_rdkit", "silence_rdkit"]
+from molks.errors import MolksError
+
+__all__ = ["MAX_SMILES_LENGTH", "MoleculeError", "check_smiles", "quiet_rdkit", "silence_rdkit", "too_long"]
+
+# RDKit takes seconds on a SMILES of ten thousand atoms and crashes (or runs for minutes) on fifty
+# thousand, so longer strings never reach it. Drug-like datasets stay far below (ZINC: ~120 characters).
+MAX_SMILES_LENGTH = 3000
 
 _TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
 _PREFIX = "SMILES Parse Error: "
 
 
-class MoleculeError(ValueError):
+class MoleculeError(MolksError, ValueError):
     """RDKit rejects a SMILES string; the message is RDKit's reason."""
 
 
@@ -29,8 +35,12 @@ def check_smiles(smiles: str, *, canonicalize: bool = True) -> str:
     >>> check_smiles("OCC")
     'CCO'
 
-    Raises :class:`MoleculeError` with RDKit's reason when RDKit cannot read it, or when it has no atoms.
+    Raises :class:`MoleculeError` with RDKit's reason when RDKit cannot read it, or when it has no
+    atoms, or without asking RDKit when it is longer than :data:`MAX_SMILES_LENGTH`.
     """
+    reason = too_long(smiles)
+    if reason is not None:
+        raise MoleculeError(reason)
     with rdBase.BlockLogs():  # costs nothing measurable; keeps RDKit from printing to stderr
         mol = Chem.MolFromSmiles(smiles)
     if mol is None:
@@ -38,6 +48,13 @@ def check_smiles(smiles: str, *, canonicalize: bool = True) -> str:
     if mol.GetNumAtoms() == 0:
         raise MoleculeError("RDKit reads no atoms in it")
     return Chem.MolToSmiles(mol) if canonicalize else smiles
+
+
+def too_long(smiles: str) -> str | None:
+    """Why ``smiles`` is too long to hand to RDKit, or None if it is not."""
+    if len(smiles) <= MAX_SMILES_LENGTH:
+        return None
+    return f"{len(smiles):,} characters, more than the {MAX_SMILES_LENGTH:,} molks hands to RDKit"
 
 
 def _rdkit_reason(smiles: str) -> str:

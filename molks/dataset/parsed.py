@@ -15,9 +15,11 @@ __all__ = ["Failure", "ParsedDataset", "REASONS", "ids_dtype"]
 # Failure categories, in the order a text meets them.
 REASONS = (
     "empty",
+    "too long",
     "invalid SMILES",
     "token outside the grammar",
     "does not parse",
+    "ambiguous",
     "longer than max_length",
 )
 

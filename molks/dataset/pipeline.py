@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,8 @@ from molks.dataset.errors import DatasetError
 from molks.dataset.io import read_bytes, texts_from_bytes
 from molks.dataset.parsed import Failure, ParsedDataset, ids_dtype
 from molks.dataset.progress import progress_bar
-from molks.grammar import Grammar, GrammarError, TokenizeError
+from molks.grammar import AmbiguityError, Grammar, GrammarError, TokenizeError
+from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
 
 __all__ = ["load_dataset", "parse_items"]
 
@@ -174,7 +174,7 @@ def parse_items(
     settings = (grammar, molecules, canonicalize, max_length)
     results: list[_Chunk] = []
     # closing(): stopping early must shut the worker pool down now, not whenever the generator is collected.
-    running = closing(_run_chunks(chunks, settings, processes, inline=len(items) < _INLINE_BELOW))
+    running = closing(_run_chunks(chunks, settings, processes, inline=len(items) < _INLINE_BELOW, description=description))
     bar = progress_bar(len(items), description, progress, unit=" items", unit_scale=True)
     with bar, running as chunk_results:
         for chunk in chunk_results:
@@ -196,7 +196,7 @@ _Settings = tuple[Grammar, bool, bool, "int | None"]
 
 
 def _run_chunks(
-    chunks: list[Sequence[tuple[int, str]]], settings: _Settings, processes: int, *, inline: bool
+    chunks: list[Sequence[tuple[int, str]]], settings: _Settings, processes: int, *, inline: bool, description: str
 ) -> Iterator[_Chunk]:
     if inline or processes == 1 or len(chunks) <= 1:
         from molks.dataset.molecules import quiet_rdkit
@@ -205,15 +205,30 @@ def _run_chunks(
             for chunk in chunks:
                 yield _process_chunk_with(settings, chunk)
         return
-    context = multiprocessing.get_context("forkserver")
-    with context.Pool(min(processes, len(chunks)), initializer=_init_worker, initargs=(settings,)) as pool:
-        yield from pool.imap(_process_chunk, chunks)
+    done = 0
+    try:
+        for result in map_in_workers(_process_chunk, chunks, min(processes, len(chunks)), _init_worker, (settings,)):
+            done += 1
+            yield result
+    except BrokenProcessPool:
+        raise _crash_error(chunks[done:], settings, description) from None
+
+
+def _crash_error(unfinished: list[Sequence[tuple[int, str]]], settings: _Settings, description: str) -> DatasetError:
+    """The error naming the item that killed a worker, found by running the unfinished chunks again
+    in one worker (whole chunks first, then the culprit chunk item by item)."""
+    found = crashing_item(_process_chunk, unfinished, _init_worker, (settings,))
+    if found is None:
+        return DatasetError(description, "a worker process died while parsing (out of memory?); try --processes 1")
+    line, text = unfinished[found[0]][found[1]]
+    shown = text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
+    return DatasetError(description, f"this item killed a worker process (a crash in RDKit or the parser): {shown!r}", line=line)
 
 
 def _process_chunk_with(settings: _Settings, chunk: Sequence[tuple[int, str]]) -> _Chunk:
     grammar, molecules, canonicalize, max_length = settings
     if molecules:
-        from molks.dataset.molecules import MoleculeError, check_smiles
+        from molks.dataset.molecules import MoleculeError, check_smiles, too_long
     texts: list[str] = []
     ids: list[int] = []
     lengths: list[int] = []
@@ -224,6 +239,10 @@ def _process_chunk_with(settings: _Settings, chunk: Sequence[tuple[int, str]]) -
             failures.append(Failure(line, "empty: no text in this item"))
             continue
         if molecules:
+            reason = too_long(text)
+            if reason is not None:  # before RDKit, which hangs or crashes on such strings
+                failures.append(Failure(line, f"too long: {reason}"))
+                continue
             try:
                 text = check_smiles(text, canonicalize=canonicalize)
             except MoleculeError as err:
@@ -233,6 +252,9 @@ def _process_chunk_with(settings: _Settings, chunk: Sequence[tuple[int, str]]) -
             derivation = grammar.parse(text)
         except TokenizeError as err:
             failures.append(Failure(line, f"token outside the grammar: {err}"))
+            continue
+        except AmbiguityError as err:  # skipped with its reason, not the whole dataset
+            failures.append(Failure(line, f"ambiguous: {err}"))
             continue
         except GrammarError as err:
             failures.append(Failure(line, f"does not parse: {err}"))

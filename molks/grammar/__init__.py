@@ -7,10 +7,11 @@
 """
 
 from molks.grammar.cfg import BUNDLED_GRAMMARS, Grammar
-from molks.grammar.errors import DerivationError, GrammarError, ParseError, TokenizeError
+from molks.grammar.errors import AmbiguityError, DerivationError, GrammarError, ParseError, TokenizeError
 from molks.grammar.tokenize import smiles_tokenize
 
 __all__ = [
+    "AmbiguityError",
     "BUNDLED_GRAMMARS",
     "DerivationError",
     "Grammar",

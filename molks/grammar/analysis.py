@@ -8,7 +8,7 @@ of symbols. ``END`` (-1) marks the end of the input in lookahead sets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 END = -1
@@ -32,17 +32,23 @@ class LL1Table:
         return not self.conflicts
 
 
-def nullable_set(n_nonterminals: int, productions: Sequence[Production]) -> set[int]:
-    """Nonterminals that derive the empty string."""
-    nullable: set[int] = set()
+def _derivable(productions: Sequence[Production], given: Callable[[int], bool]) -> set[int]:
+    """The least set of nonterminals with a production whose right-hand side is all ``given``
+    symbols or symbols of the set (a fixpoint, grown until nothing changes)."""
+    found: set[int] = set()
     changed = True
     while changed:
         changed = False
         for lhs, rhs in productions:
-            if lhs not in nullable and all(s in nullable for s in rhs):
-                nullable.add(lhs)
+            if lhs not in found and all(s in found or given(s) for s in rhs):
+                found.add(lhs)
                 changed = True
-    return nullable
+    return found
+
+
+def nullable_set(n_nonterminals: int, productions: Sequence[Production]) -> set[int]:
+    """Nonterminals that derive the empty string."""
+    return _derivable(productions, lambda s: False)
 
 
 def first_sets(n_nonterminals: int, productions: Sequence[Production], nullable: set[int]) -> list[set[int]]:
@@ -136,15 +142,7 @@ def unreachable_nonterminals(n_nonterminals: int, productions: Sequence[Producti
 
 def unproductive_nonterminals(n_nonterminals: int, productions: Sequence[Production]) -> set[int]:
     """Nonterminals that derive no finite string of terminals."""
-    productive: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for lhs, rhs in productions:
-            if lhs not in productive and all(s >= n_nonterminals or s in productive for s in rhs):
-                productive.add(lhs)
-                changed = True
-    return set(range(n_nonterminals)) - productive
+    return set(range(n_nonterminals)) - _derivable(productions, lambda s: s >= n_nonterminals)
 
 
 def shortest_derivation_lengths(n_nonterminals: int, productions: Sequence[Production]) -> list[float]:

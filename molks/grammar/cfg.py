@@ -16,7 +16,6 @@ A ``.cfg`` file may carry directives in its comments:
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -27,10 +26,11 @@ from typing import TYPE_CHECKING
 import nltk
 
 from molks.grammar.analysis import Production, ll1_table, shortest_derivation_lengths
-from molks.grammar.errors import DerivationError, GrammarError, ParseError, TokenizeError
+from molks.grammar.errors import AmbiguityError, DerivationError, GrammarError, ParseError, TokenizeError
 from molks.grammar.general import GeneralParser
 from molks.grammar.ll1 import LL1Parser
 from molks.grammar.tokenize import TerminalTokenizer, smiles_tokenize
+from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
 
 if TYPE_CHECKING:
     import torch
@@ -194,6 +194,9 @@ class Grammar:
         tokens = self._tokenize(text)
         try:
             return self._parser.parse(tokens)
+        except AmbiguityError as err:  # a property of the whole sentence: no position to report
+            shown = text if len(text) <= 60 else f"{text[:60]}..."
+            raise AmbiguityError(f"{shown!r} is {err}") from None
         except (ParseError, TokenizeError) as err:  # positions are token indices here: report characters
             position = _character_offset(text, tokens, err.position or 0)
             token = tokens[err.position] if err.position is not None and err.position < len(tokens) else None
@@ -268,12 +271,13 @@ class Grammar:
                 if progress:
                     progress(len(chunk))
             return results
-        context = multiprocessing.get_context("forkserver")
-        with context.Pool(min(processes, len(chunks)), initializer=_init_worker, initargs=(self,)) as pool:
-            for chunk_results in pool.imap(_parse_chunk, chunks):
+        try:
+            for chunk_results in map_in_workers(_parse_chunk, chunks, min(processes, len(chunks)), _init_worker, (self,)):
                 results.extend(chunk_results)
                 if progress:
                     progress(len(chunk_results))
+        except BrokenProcessPool:
+            raise worker_crash_error(self, chunks[len(results) // chunksize :], len(results) // chunksize * chunksize) from None
         return results
 
     # -- what the models need ---------------------------------------------------------------------
@@ -308,6 +312,18 @@ def _character_offset(text: str, tokens: Sequence[str], token_index: int) -> int
     if token_index < len(tokens):
         return text.index(tokens[token_index], cursor)
     return len(text)
+
+
+def worker_crash_error(grammar: Grammar, unfinished: Sequence[Sequence[str]], offset: int) -> GrammarError:
+    """The error naming the text that killed a parsing worker (``offset``: index of the first unfinished text)."""
+    found = crashing_item(_parse_chunk, unfinished, _init_worker, (grammar,))
+    if found is None:
+        return GrammarError("a worker process died while parsing (out of memory?); use one process")
+    chunk, index = found
+    text = unfinished[chunk][index]
+    shown = text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
+    position = offset + sum(len(c) for c in unfinished[:chunk]) + index
+    return GrammarError(f"item {position}: {shown!r} killed a worker process while it was parsed")
 
 
 def _parse_chunk_with(grammar: Grammar, texts: Sequence[str]) -> list[list[int] | GrammarError]:

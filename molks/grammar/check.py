@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import itertools
-import multiprocessing
 import os
 import random
 from collections.abc import Sequence
@@ -23,10 +23,13 @@ from typing import Any
 
 import nltk
 
+from molks.dataset.errors import DatasetError
+from molks.errors import MissingFileError
 from molks.grammar.analysis import END, Production, ll1_table, unproductive_nonterminals, unreachable_nonterminals
-from molks.grammar.cfg import Grammar
-from molks.grammar.errors import GrammarError
+from molks.grammar.cfg import Grammar, worker_crash_error
+from molks.grammar.errors import AmbiguityError, GrammarError
 from molks.grammar.general import chart_parser
+from molks.workers import BrokenProcessPool, map_in_workers
 
 __all__ = ["Conflict", "GrammarReport", "LineNote", "check_grammar", "read_lines"]
 
@@ -102,7 +105,7 @@ class GrammarReport:
         lines.append(f"ambiguity: {self.ambiguity_method}")
         if self.n_ambiguity_checked:
             lines.append(f"  {len(self.ambiguous)} of {self.n_ambiguity_checked} sampled items have more than one parse")
-            lines += [f"    line {a.line}: {a.text!r}" for a in self.ambiguous[:10]]
+            lines += [f"    line {a.line}: {a.text!r}{_note(a)}" for a in self.ambiguous[:10]]
         lines.append(f"unreachable nonterminals: {', '.join(self.unreachable) or 'none'}")
         lines.append(f"unproductive nonterminals: {', '.join(self.unproductive) or 'none'}")
         if self.n_ll1_conflicts:
@@ -146,8 +149,11 @@ def check_grammar(
     lengths = _parse_lengths(grammar, lines, processes)
     failures: list[LineNote] = []
     parsed: list[int] = []
+    too_ambiguous: list[int] = []  # sentences of the language whose parses nltk will not enumerate
     for i, result in enumerate(lengths):
-        if isinstance(result, str):
+        if result == _TOO_AMBIGUOUS:
+            too_ambiguous.append(i)
+        elif isinstance(result, str):
             if len(failures) < max_failures:
                 failures.append(LineNote(line_numbers[i], lines[i], result))
         else:
@@ -169,9 +175,12 @@ def check_grammar(
         chart = chart_parser(grammar.cfg)
         ambiguous = []
         for i in checked:
-            trees = itertools.islice(chart.parse(grammar.tokenize(lines[i])), 2)
-            if sum(1 for _ in trees) > 1:
+            if _more_than_one_parse(chart, grammar.tokenize(lines[i])):
                 ambiguous.append(LineNote(line_numbers[i], lines[i], "more than one parse"))
+    if too_ambiguous:  # found while parsing: reported on top of the sample
+        method += f", and {len(too_ambiguous)} items with more parses than nltk will enumerate"
+        ambiguous += [LineNote(line_numbers[i], lines[i], _TOO_AMBIGUOUS_NOTE) for i in too_ambiguous]
+    parsed += too_ambiguous  # they are sentences of the language: covered, just not one derivation
 
     n_nonterminals = len(grammar.nonterminals)
     encoded = _encoded_productions(grammar)
@@ -195,7 +204,7 @@ def check_grammar(
         n_parsed=len(parsed),
         failures=failures,
         ambiguity_method=method,
-        n_ambiguity_checked=len(checked),
+        n_ambiguity_checked=len(checked) + len(too_ambiguous),
         ambiguous=ambiguous,
         unreachable=[grammar.nonterminals[a] for a in sorted(unreachable_nonterminals(n_nonterminals, encoded))],
         unproductive=[grammar.nonterminals[a] for a in sorted(unproductive_nonterminals(n_nonterminals, encoded))],
@@ -213,11 +222,12 @@ def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
     whitespace-separated field (a name may follow the SMILES). ``.csv``: the ``SMILES`` (any case)
     column, else the first, below a header row. Any of them may be gzipped (``.gz``).
 
-    Raises FileNotFoundError / ValueError with the file name when it cannot be read.
+    Raises :class:`~molks.errors.MissingFileError` (a FileNotFoundError) or
+    :class:`~molks.dataset.DatasetError` (a ValueError), naming the file, when it cannot be read.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file")
+        raise MissingFileError(path, "no such data file", errno=errno.ENOENT)
     name = path.name.lower()
     gzipped = name.endswith(".gz")
     kind = Path(name.removesuffix(".gz")).suffix
@@ -225,7 +235,7 @@ def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
         raw = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
         text = raw.decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the data file: {err}") from None
+        raise DatasetError(path, f"cannot read the data file: {err}") from None
 
     items: list[str] = []
     numbers: list[int] = []
@@ -233,7 +243,7 @@ def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
         rows = csv.reader(io.StringIO(text))
         header = next(rows, None)
         if header is None:
-            raise ValueError(f"{path}: the file is empty")
+            raise DatasetError(path, "the file is empty")
         lowered = [h.strip().lower() for h in header]
         column = lowered.index("smiles") if "smiles" in lowered else 0
         for number, row in enumerate(rows, start=2):
@@ -248,7 +258,7 @@ def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
                 items.append(line.split()[0] if first_field else line)
                 numbers.append(number)
     if not items:
-        raise ValueError(f"{path}: the file holds no items")
+        raise DatasetError(path, "the file holds no items")
     return items, numbers
 
 
@@ -270,9 +280,29 @@ def _parse_lengths(grammar: Grammar, lines: Sequence[str], processes: int) -> li
     chunks = [lines[i : i + _CHUNK] for i in range(0, len(lines), _CHUNK)]
     if processes <= 1 or len(lines) < _PARALLEL_MIN:
         return [n for chunk in chunks for n in _lengths_with(grammar, chunk)]
-    context = multiprocessing.get_context("forkserver")  # as Grammar.parse_many: no fork after torch threads
-    with context.Pool(min(processes, len(chunks)), initializer=_init_worker, initargs=(grammar,)) as pool:
-        return [n for result in pool.imap(_lengths, chunks) for n in result]
+    out: list[int | str] = []
+    try:
+        for result in map_in_workers(_lengths, chunks, min(processes, len(chunks)), _init_worker, (grammar,)):
+            out.extend(result)
+    except BrokenProcessPool:
+        raise worker_crash_error(grammar, chunks[len(out) // _CHUNK :], len(out)) from None
+    return out
+
+
+def _note(item: LineNote) -> str:
+    return "" if item.note == "more than one parse" else f": {item.note}"
+
+
+# An item's entry in _parse_lengths when it has more parses than nltk will enumerate.
+_TOO_AMBIGUOUS = -1
+_TOO_AMBIGUOUS_NOTE = "more parse trees than nltk will enumerate (highly ambiguous)"
+
+
+def _more_than_one_parse(chart: nltk.ChartParser, tokens: list[str]) -> bool:
+    try:
+        return sum(1 for _ in itertools.islice(chart.parse(tokens), 2)) > 1
+    except ValueError:  # nltk refuses to extract trees past its budget: ambiguous beyond doubt
+        return True
 
 
 def _lengths_with(grammar: Grammar, lines: Sequence[str]) -> list[int | str]:
@@ -280,6 +310,8 @@ def _lengths_with(grammar: Grammar, lines: Sequence[str]) -> list[int | str]:
     for text in lines:
         try:
             out.append(len(grammar.parse(text)))
+        except AmbiguityError:
+            out.append(_TOO_AMBIGUOUS)
         except GrammarError as err:
             out.append(str(err))
     return out

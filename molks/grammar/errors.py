@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from molks.errors import MolksError
 
-class GrammarError(ValueError):
+
+class GrammarError(MolksError, ValueError):
     """A grammar file is unusable, or a text or derivation does not fit the grammar.
 
     ``position`` is the character offset in the input text (or the index in a
-    derivation) where the problem was found, when there is one.
+    derivation) where the problem was found, when there is one; ``item`` the index of the text in a
+    list of them (``str(err)`` then starts with ``"item N: "``), and ``reason`` the message without it.
     """
 
-    def __init__(self, message: str, *, position: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, position: int | None = None, item: int | None = None) -> None:
+        super().__init__(message, item=item)
         self.position = position
 
 
@@ -21,6 +24,11 @@ class TokenizeError(GrammarError):
 
 class ParseError(GrammarError):
     """A token sequence is not a sentence of the grammar."""
+
+
+class AmbiguityError(ParseError):
+    """A sentence has more parses than nltk will enumerate, so nltk's first tree (the derivation
+    molks gives for ambiguous sentences) cannot be found."""
 
 
 class DerivationError(GrammarError):

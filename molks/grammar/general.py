@@ -12,7 +12,7 @@ import nltk
 from lark.lexer import Lexer
 
 from molks.grammar.analysis import Production
-from molks.grammar.errors import ParseError, TokenizeError
+from molks.grammar.errors import AmbiguityError, ParseError, TokenizeError
 
 
 class _TokenLexer(Lexer):
@@ -92,7 +92,12 @@ class GeneralParser:
     def _nltk_first_tree(self, tokens: Sequence[str]) -> list[int]:
         if self._nltk_parser is None:
             self._nltk_parser = chart_parser(self._cfg)
-        tree = next(iter(self._nltk_parser.parse(list(tokens))))
+        try:
+            tree = next(iter(self._nltk_parser.parse(list(tokens))))
+        except ValueError:  # nltk >= 3.9.2 refuses to extract trees past a budget (CWE-770)
+            raise AmbiguityError(
+                f"highly ambiguous: more parse trees than nltk will enumerate ({len(tokens)} tokens)"
+            ) from None
         return [self._production_index[p] for p in tree.productions()]
 
 

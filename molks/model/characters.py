@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from molks.grammar import Grammar, smiles_tokenize
+from molks.grammar import Grammar, GrammarError, smiles_tokenize
 
 __all__ = ["character_grammar"]
 
@@ -24,12 +24,12 @@ def character_grammar(texts: Iterable[str], tokenizer: str = "smiles") -> Gramma
     character), in first-seen order, so the grammar is fixed by the data.
     """
     if tokenizer != "smiles":
-        raise ValueError(f"character models are built over SMILES tokens, not {tokenizer!r}")
+        raise GrammarError(f"character models are built over SMILES tokens, not {tokenizer!r}")
     vocabulary: dict[str, None] = {}
     for text in texts:
         vocabulary.update(dict.fromkeys(smiles_tokenize(text)))
     if not vocabulary:
-        raise ValueError("cannot build a character vocabulary from no text")
+        raise GrammarError("cannot build a character vocabulary from no text")
     quoted = " | ".join(_quote(token) + " S" for token in vocabulary)
     text = (
         "# Character (SMILES token) grammar of a dataset: one token per step, then the end.\n"
@@ -41,5 +41,5 @@ def character_grammar(texts: Iterable[str], tokenizer: str = "smiles") -> Gramma
 
 def _quote(token: str) -> str:
     if "'" in token:
-        raise ValueError(f"token {token!r} cannot be quoted in an nltk grammar")
+        raise GrammarError(f"token {token!r} cannot be quoted in an nltk grammar")
     return f"'{token}'"

@@ -30,10 +30,12 @@ import math
 import torch
 from torch import Tensor, nn
 
+from molks.errors import MolksError
+
 __all__ = ["GaussianMixturePrior", "PriorError", "default_centres", "default_radius"]
 
 
-class PriorError(ValueError):
+class PriorError(MolksError, ValueError):
     """A prior was built or queried with invalid arguments (bad shapes, sigma <= 0, ...)."""
 
 

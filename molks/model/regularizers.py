@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from molks.errors import MolksError
 from molks.model.prior import GaussianMixturePrior, PriorError
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "estimate_loss_weights",
     "expected_ks_loss",
     "fit_ex_post_gmm",
+    "check_regularizer_options",
     "ks_loss",
     "make_regularizer",
     "mmd_imq",
@@ -59,7 +63,7 @@ __all__ = [
 ]
 
 
-class RegularizerError(ValueError):
+class RegularizerError(MolksError, ValueError):
     """A regulariser was configured or called with invalid arguments."""
 
 
@@ -480,18 +484,28 @@ class VAERegularizer(LatentRegularizer):
     name = "vae"
     stochastic = True
     encoder_outputs = 2
-    option_docs = {"beta": "weight of the KL term (1.0: the ELBO)"}
+    option_docs = {
+        "beta": "weight of the KL term (1.0: the ELBO)",
+        "free_bits": "nats per latent dimension that the KL term does not penalise (0: the ELBO; "
+        "0.1-0.5 keeps a strong decoder from ignoring the code, Kingma et al. 2016)",
+    }
 
-    def __init__(self, latent_dim: int, beta: float = 1.0) -> None:
+    def __init__(self, latent_dim: int, beta: float = 1.0, free_bits: float = 0.0) -> None:
         super().__init__(latent_dim)
+        if not (math.isfinite(free_bits) and free_bits >= 0):
+            raise RegularizerError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
         self.beta = float(beta)
-        self.config.update(beta=self.beta)
+        self.free_bits = float(free_bits)
+        self.config.update(beta=self.beta, free_bits=self.free_bits)
 
     def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
         mean = _require(mean, "mean", self.name, z)
         logvar = _require(logvar, "logvar", self.name, z)
-        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
-        return {"total": self.beta * kl, "kl": kl}
+        kl_per_dim = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)  # [D], batch mean
+        # Free bits: below free_bits nats a dimension's KL costs nothing, so the optimiser gains
+        # nothing by collapsing it to the prior (the posterior collapse of VAEs with AR decoders).
+        penalised = kl_per_dim.clamp_min(self.free_bits).sum() if self.free_bits else kl_per_dim.sum()
+        return {"total": self.beta * penalised, "kl": kl_per_dim.sum()}
 
 
 class CVVAERegularizer(LatentRegularizer):
@@ -646,6 +660,48 @@ def regularizer_options(name: str) -> dict[str, tuple[Any, str]]:
     return {opt: (params[opt].default, doc) for opt, doc in cls.option_docs.items()}
 
 
+# What each option accepts (names mean the same in every regulariser that has them): a predicate
+# and the phrase for the error. Checked before anything is built, so that a typo in a training
+# option is reported before a run directory is written.
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+_OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n_components": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "sigma": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "radius": (lambda v: v is None or (_is_number(v) and v >= 0), "null or a finite number >= 0"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "n_weight_batches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "beta": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "encoder_std": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "decoder_weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "weight": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "scales": (
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_number(s) and s > 0 for s in v),
+        "a non-empty list of finite numbers > 0",
+    ),
+}
+
+
+def check_regularizer_options(name: str, options: dict[str, Any]) -> None:
+    """Raise :class:`RegularizerError` for an unknown regulariser, an unknown option or a bad value."""
+    cls = _lookup(name)
+    unknown = sorted(set(options) - set(cls.option_docs))
+    if unknown:
+        raise RegularizerError(
+            f"unknown option(s) {unknown} for regulariser {name!r}; accepted: {', '.join(cls.option_docs) or 'none'}"
+        )
+    for option, value in options.items():
+        accepts, phrase = _OPTION_RULES.get(option, (lambda v: True, ""))
+        if not accepts(value):
+            raise RegularizerError(f"regulariser {name!r}: option {option} must be {phrase}, got {value!r}")
+
+
 def make_regularizer(name: str, latent_dim: int, batch_size: int, **options: Any) -> LatentRegularizer:
     """Build the regulariser ``name`` (one of gmm, vae, cv-vae, rae, wae).
 
@@ -655,11 +711,7 @@ def make_regularizer(name: str, latent_dim: int, batch_size: int, **options: Any
     rebuild it.
     """
     cls = _lookup(name)
-    unknown = sorted(set(options) - set(cls.option_docs))
-    if unknown:
-        raise RegularizerError(
-            f"unknown option(s) {unknown} for regulariser {name!r}; accepted: {', '.join(cls.option_docs) or 'none'}"
-        )
+    check_regularizer_options(name, options)
     if int(batch_size) < 2:
         raise RegularizerError(f"batch_size must be >= 2, got {batch_size}")
     if cls is GMMRegularizer:

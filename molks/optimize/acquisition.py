@@ -49,6 +49,8 @@ from botorch.optim import optimize_acqf
 from botorch.sampling.normal import SobolQMCNormalSampler
 from torch import Tensor
 
+from molks.errors import MolksError
+
 __all__ = [
     "REGIONS",
     "STRATEGIES",
@@ -68,7 +70,7 @@ BEST_F = ("posterior-mean", "observed")
 DTYPE = torch.float64
 
 
-class AcquisitionError(ValueError):
+class AcquisitionError(MolksError, ValueError):
     """Bad acquisition settings (unknown region or strategy, non-positive sizes)."""
 
 

@@ -43,13 +43,15 @@ import numpy as np
 import torch
 
 from molks.api import LatentModel
+from molks.errors import MolksError, file_access
+from molks.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
 from molks.grammar import GrammarError
 from molks.optimize.acquisition import AcquisitionConfig, TrustRegion, bounding_box, propose
 from molks.optimize.surrogate import SurrogateConfig, choose_surrogate, fit_surrogate, heldout_metrics
 from molks.optimize.targets import Target, get_target, penalized_logp_terms, score_many
-from molks.training.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["OptimizeConfig", "OptimizeError", "optimize", "read_pool", "STATE_FILE"]
+__all__ = ["OptimizeConfig", "OptimizeError", "file_sha256", "optimize", "read_pool", "STATE_FILE"]
 
 STATE_FILE = "state.safetensors"
 STATE_VERSION = 1
@@ -57,7 +59,7 @@ LOGP_TERMS = ("logp", "sa", "cycle")
 logger = logging.getLogger("molks.optimize")
 
 
-class OptimizeError(ValueError):
+class OptimizeError(MolksError, ValueError):
     """The optimisation cannot start or resume (bad settings, empty pool, mismatched state)."""
 
 
@@ -146,14 +148,6 @@ def _encodable(model: LatentModel, texts: list[str]) -> tuple[list[str], torch.T
     return keep, (model.encode(keep).double() if keep else torch.empty(0, model.latent_dim, dtype=torch.float64)), len(texts) - len(keep)
 
 
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- state
 
 
@@ -198,6 +192,7 @@ def optimize(
     *,
     resume: bool = False,
     pool_source: str = "",
+    pool_sha256: str | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -206,13 +201,16 @@ def optimize(
     ``pool``: the starting strings (subsampled to ``config.pool_size`` with ``config.seed``).
     ``resume``: continue the run in ``out_dir`` from its last completed iteration (the settings
     must match; ``config.iterations`` may be larger than before). Without it an existing run in
-    ``out_dir`` is an error.
+    ``out_dir`` is an error. ``pool_sha256``: the SHA-256 of the pool's file, recorded when the run
+    starts and compared on ``resume`` (a resumed run keeps its pool, so another file is refused).
     """
     before = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _optimize(model, pool, Path(out_dir), target, config, resume, pool_source, progress, log or logger.info)
+        return _optimize(
+            model, pool, Path(out_dir), target, config, resume, (pool_source, pool_sha256), progress, log or logger.info
+        )
     finally:
         torch.set_num_threads(before)
 
@@ -224,17 +222,18 @@ def _optimize(
     target: Target | str,
     config: OptimizeConfig,
     resume: bool,
-    pool_source: str,
+    pool_file: tuple[str, str | None],
     progress: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     target = get_target(target) if isinstance(target, str) else target
+    pool_source, pool_sha256 = pool_file
     state_path = out / STATE_FILE
     model_file = model.run_dir / "model.safetensors"
     identity = {
         "target": target.name,
         "maximize": target.maximize,
-        "model_sha256": _file_hash(model_file) if model_file.is_file() else None,
+        "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
         "config": config.identity(),
     }
     if state_path.exists():
@@ -245,10 +244,13 @@ def _optimize(
             saved = state.meta["identity"]
             diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
             raise OptimizeError(f"--resume: {out} was started with different {', '.join(diff)}; use another --out")
+        _check_same_pool(out, state.meta["pool"], pool_source, pool_sha256)
         log(f"resuming {out} after iteration {state.meta['completed']}")
     else:
         state = _start(model, pool, target, config, identity, pool_source, log)
-        out.mkdir(parents=True, exist_ok=True)
+        state.meta["pool"]["file_sha256"] = pool_sha256
+        with file_access(out, "cannot create the output directory"):
+            out.mkdir(parents=True, exist_ok=True)
         state.save(state_path)
         _write_outputs(out, state, model, target, config)
 
@@ -263,6 +265,16 @@ def _optimize(
             stack.callback(bar.close)
         _run_iterations(state, state_path, out, model, target, config, bar, log)
     return _summary(state, target, config)
+
+
+def _check_same_pool(out: Path, saved: dict[str, Any], source: str, sha256: str | None) -> None:
+    """Refuse a resume from another pool file: the run would silently go on with its old pool."""
+    old = saved.get("file_sha256")
+    if sha256 and old and sha256 != old:
+        raise OptimizeError(
+            f"--resume: {out} was started from the pool {saved.get('source') or '?'} (sha256 {old[:12]}...), "
+            f"not {source or 'this pool'} (sha256 {sha256[:12]}...); leave out --pool or choose another --out"
+        )
 
 
 def _run_iterations(
@@ -507,9 +519,7 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save_figure(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def _plot_best_score(path: Path, state: _State, target: Target) -> None:
@@ -556,9 +566,7 @@ def _draw_molecules(path: Path, top: list[dict[str, Any]]) -> None:
     drawer = rdMolDraw2D.MolDraw2DCairo(per_row * size, rows * size, size, size)
     drawer.DrawMolecules(mols, legends=legends)
     drawer.FinishDrawing()
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(drawer.GetDrawingText())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, drawer.GetDrawingText())
 
 
 def _draw_text_table(path: Path, top: list[dict[str, Any]]) -> None:

@@ -49,6 +49,8 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood, VariationalELBO
 from torch import Tensor
 
+from molks.errors import MolksError
+
 __all__ = [
     "SURROGATE_KINDS",
     "Surrogate",
@@ -64,7 +66,7 @@ SURROGATE_KINDS = ("exact", "variational")
 DTYPE = torch.float64  # BoTorch's advice: GP fitting and acquisition in double precision
 
 
-class SurrogateError(ValueError):
+class SurrogateError(MolksError, ValueError):
     """Bad surrogate settings or data (shapes, too few points, unknown kind)."""
 
 

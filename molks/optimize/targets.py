@@ -29,7 +29,6 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from multiprocessing import Pool
 from types import ModuleType
 from typing import TypedDict
 
@@ -38,7 +37,9 @@ from nltk.grammar import Production
 from rdkit import Chem, RDConfig, rdBase
 from rdkit.Chem import QED, Crippen
 
+from molks.errors import MolksError
 from molks.grammar import Grammar, GrammarError
+from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
 
 __all__ = [
     "Target",
@@ -57,7 +58,7 @@ __all__ = [
 ScoreFn = Callable[[list[str]], list[float | None]]
 
 
-class TargetError(ValueError):
+class TargetError(MolksError, ValueError):
     """A target spec cannot be resolved, or a target function misbehaves."""
 
 
@@ -416,6 +417,11 @@ def score_many(
     n_chunks = min(len(texts), 4 * processes)
     bounds = np.linspace(0, len(texts), n_chunks + 1).astype(int)
     chunks = [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    with Pool(processes) as pool:
-        parts = pool.map(target.score, chunks, chunksize=1)
+    try:
+        # Python's default start method, as before: workers forked after the first score inherit its tables.
+        parts = list(map_in_workers(target.score, chunks, processes, method=None))
+    except BrokenProcessPool:
+        found = crashing_item(target.score, chunks, method=None)
+        shown = "" if found is None else f" on {chunks[found[0]][found[1]][:80]!r}"
+        raise TargetError(f"target {target.name!r} killed a worker process{shown}") from None
     return [value for part in parts for value in part]

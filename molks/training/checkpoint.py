@@ -3,45 +3,28 @@
 A checkpoint is a single ``.safetensors`` file -- weights under ``model.``, optimiser
 state under ``optim.`` -- whose metadata holds a JSON document (epoch, scheduler,
 early-stopping state, metric history). Writing goes to a temporary file in the
-same folder and ends with ``os.replace``, so a killed process leaves either the old
-checkpoint or the new one, never half of one. Nothing is ever unpickled.
+same folder and ends with a rename (:func:`molks.files.atomic_write`), so a killed process leaves
+either the old checkpoint or the new one, never half of one. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-__all__ = ["CheckpointError", "atomic_write_text", "load_checkpoint", "save_checkpoint"]
+from molks.errors import MolksError
+from molks.files import atomic_write, atomic_write_bytes, atomic_write_text
+
+__all__ = ["CheckpointError", "atomic_write", "atomic_write_bytes", "atomic_write_text", "load_checkpoint", "save_checkpoint"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MolksError, ValueError):
     """A checkpoint file is missing, corrupt, or belongs to another model."""
-
-
-def _umask_mode() -> int:
-    """The mode a plain open() would give a new file (temporary files are created 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(f.name, _umask_mode())
-    os.replace(f.name, path)
 
 
 def save_checkpoint(
@@ -58,16 +41,10 @@ def save_checkpoint(
             for name, value in state.items():
                 tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).contiguous().cpu()
         meta["optimizer_param_groups"] = optimizer_state["param_groups"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"molks": json.dumps(meta)})
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        atomic_write_bytes(path, save(tensors, metadata={"molks": json.dumps(meta)}))
+    except (SafetensorError, OSError) as err:  # a full disk surfaces as either
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({err})") from None
 
 
 def load_checkpoint(

@@ -26,7 +26,9 @@ import gzip
 import io
 import json
 import math
+import numbers
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,15 +40,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from molks.errors import MolksError, file_access
+from molks.files import atomic_write, atomic_write_bytes, atomic_write_text
 from molks.grammar import Grammar
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.regularizers import fit_ex_post_gmm
-from molks.training.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "TrainingError", "resolve_device", "train"]
+__all__ = ["TrainConfig", "TrainingError", "check_device_name", "resolve_device", "train"]
 
 
-class TrainingError(ValueError):
+class TrainingError(MolksError, ValueError):
     """Training cannot start or continue (bad options, missing GPU, mismatched checkpoint)."""
 
 
@@ -67,14 +71,64 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked here, before train() writes anything, so that a typo never leaves a run folder.
+        for name, (accepts, phrase) in _TRAIN_RULES.items():
+            value = getattr(self, name)
+            if not accepts(value):
+                raise TrainingError(f"{name} (--{name.replace('_', '-')}) must be {phrase}, got {value!r}")
+        check_device_name(self.device)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+# Field -> (predicate, what it must be). batch_size >= 2: every batch loss needs two codes.
+_TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "learning_rate": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "val_fraction": (lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
+    "patience": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "lr_patience": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "lr_factor": (lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
+    "clip_grad_norm": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "amp": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+# The devices molks runs on; torch accepts many more names (meta, xla, ...) that would fail later.
+_DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+_DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
+
+
+def check_device_name(name: object) -> str:
+    """``name`` if it spells a device molks knows (whether or not it is present); else a one-line error."""
+    if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):
+        raise TrainingError(f"--device {name!r}: not a device name; {_DEVICE_HINT}")
+    return name
+
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; asking for a missing GPU is a clear error."""
-    if name == "auto":
+    """"auto" -> CUDA when available, else CPU; a misspelt name or a missing GPU is a one-line error.
+
+    The one device resolver of molks: every command's ``--device`` goes through it.
+    """
+    if check_device_name(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainingError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; {_DEVICE_HINT}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"--device {name}: MPS is not available here; use --device cpu or auto")
     return device
 
 
@@ -145,20 +199,19 @@ def train(
             "use a smaller --batch-size"
         )
     if rank == 0 and not resume:
-        run.mkdir(parents=True, exist_ok=True)
+        with file_access(run, "cannot create the run directory"):
+            run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "grammar.cfg", grammar.text)
         atomic_write_text(run / "validation.smi", "".join(f"{texts[i]}\n" for i in val_idx))
         buffer = io.BytesIO()
         with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
             gz.write("".join(f"{texts[i]}\n" for i in train_idx).encode())
-        tmp = run / ".train.smi.gz.tmp"
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, run / "train.smi.gz")
+        atomic_write_bytes(run / "train.smi.gz", buffer.getvalue())
         atomic_write_text(run / "config.json", json.dumps(config_doc, indent=2) + "\n")
 
     torch.manual_seed(train_config.seed)
     model = Autoencoder(model_config, grammar).to(device)
-    optimizer = _optimizer(model, train_config)
+    optimizer = make_optimizer(model, train_config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=train_config.lr_factor, patience=train_config.lr_patience
     )
@@ -193,21 +246,21 @@ def train(
         sums: dict[str, float] = {}
         model.train()
         bar = _progress_bar(n_batches, f"epoch {epoch}/{train_config.epochs}", progress and rank == 0)
+        # Without a terminal (nohup, CI) tqdm stays silent: a line a minute says how far the epoch is.
+        lines = rank == 0 and progress is not False and (bar is None or bar.disable)
+        last_line = time.perf_counter()
         for b in range(n_batches):
             batch = order[b * train_config.batch_size : (b + 1) * train_config.batch_size][rank::world]
             x = train_data[batch].to(device, non_blocking=True).long()
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                terms = ddp_model(x, gather) if gather else ddp_model(x)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            if train_config.clip_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.clip_grad_norm)
-            optimizer.step()
+            terms = train_step(ddp_model, x, optimizer, train_config.clip_grad_norm, use_amp, gather)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v / (b + 1):.3g}" for k, v in sums.items()}, refresh=False)
+            if lines and time.perf_counter() - last_line >= PROGRESS_LINE_SECONDS:
+                last_line = time.perf_counter()
+                log(_progress_line(epoch, b + 1, n_batches, last_line - started, train_config.batch_size, sums))
         if bar is not None:
             bar.close()
         metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
@@ -250,7 +303,29 @@ def train(
     return run
 
 
-def _optimizer(model: Autoencoder, config: TrainConfig) -> torch.optim.Optimizer:
+def train_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    clip_grad_norm: float = 5.0,
+    amp: bool = False,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on a batch x [B, L] (long, on the model's device); returns the loss
+    terms. ``model`` is an Autoencoder or its DistributedDataParallel wrapper."""
+    device_type = x.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=amp):
+        terms = model(x, gather) if gather else model(x)
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    if clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    optimizer.step()
+    return terms
+
+
+def make_optimizer(model: Autoencoder, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the model's parameters, with the regulariser's decoder weight decay (RAE)."""
     # RAE's decoder regularisation is L2 on the decoder weights: weight decay on that group only.
     decoder_decay = float(getattr(model.regularizer, "decoder_weight_decay", 0.0))
     decoder_params = list(model.decoder.parameters())
@@ -326,9 +401,7 @@ def _plot_losses(run: Path, history: list[dict[str, float]]) -> None:
             ax.set_yscale("log")
     axes[0][0].legend()
     fig.tight_layout()
-    tmp = run / ".loss_curves.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, run / "loss_curves.png")
+    atomic_write(run / "loss_curves.png", lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def _check_resumable(run: Path, config_doc: dict[str, Any]) -> None:
@@ -341,6 +414,7 @@ def _check_resumable(run: Path, config_doc: dict[str, Any]) -> None:
         raise CheckpointError(f"{path}: unreadable ({err})") from None
     if saved.get("grammar", {}).get("hash") != config_doc["grammar"]["hash"]:
         raise TrainingError(f"--resume: {run} was trained with a different grammar; use another --out")
+    _check_same_data(run, saved.get("data") or {}, config_doc.get("data") or {})
     try:  # through ModelConfig, so that options added since the run began take their defaults
         saved_model = ModelConfig.from_dict(saved["model"]).to_dict()
     except (KeyError, TypeError, ValueError):
@@ -350,6 +424,17 @@ def _check_resumable(run: Path, config_doc: dict[str, Any]) -> None:
     changed = {k for k in config_doc["train"] if k not in ("epochs", "device", "patience") and saved["train"].get(k) != config_doc["train"][k]}
     if changed:
         raise TrainingError(f"--resume: training options {sorted(changed)} differ from the run in {run}")
+
+
+def _check_same_data(run: Path, saved: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse to resume on other data: the split files and config.json would describe the old data."""
+    old, new = saved.get("sha256"), given.get("sha256")
+    if old and new and old != new:
+        raise TrainingError(
+            f"--resume: {run} was trained on {saved.get('path', '?')} (sha256 {old[:12]}..., "
+            f"{saved.get('n_items', '?')} items), not on {given.get('path', '?')} (sha256 {new[:12]}..., "
+            f"{given.get('n_items', '?')} items); resume with the same data or choose another --out"
+        )
 
 
 def _distributed_setup(config: TrainConfig) -> tuple[int, int]:
@@ -374,6 +459,19 @@ def _gather_with_grad(t: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(t), dim=0)
+
+
+PROGRESS_LINE_SECONDS = 60.0
+
+
+def _progress_line(epoch: int, done: int, total: int, seconds: float, batch_size: int, sums: dict[str, float]) -> str:
+    """One line of progress within an epoch: batches, molecules/s, running loss terms, time left."""
+    left = seconds / done * (total - done)
+    return (
+        f"epoch {epoch}: {done}/{total} batches, {done * batch_size / seconds:.0f} molecules/s, "
+        f"rec {sums.get('rec', 0.0) / done:.3g}, exact {100 * sums.get('exact', 0.0) / done:.1f}%, "
+        f"{left / 60:.0f} min left in the epoch"
+    )
 
 
 def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
