@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="CSV",
+                   help="only merge curves.csv files of earlier runs into --out (curves.csv, curves.png)")
     args = p.parse_args(argv)
     unknown = [d for d in args.designs.split(",") if d not in DESIGNS]
     if unknown:
@@ -162,8 +164,30 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def write_curves(rows: list[dict[str, Any]], out: Path) -> None:
+    with open(out / "curves.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, out / "curves.png")
+
+
+def merge(paths: list[Path], out: Path) -> int:
+    """Curves of several runs (made in parallel processes) in one CSV and one plot."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows += [{k: v if k == "design" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    out.mkdir(parents=True, exist_ok=True)
+    write_curves(rows, out)
+    print(f"{len(rows)} curve points of {len({r['design'] for r in rows})} designs -> {out / 'curves.csv'}, {out / 'curves.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out or Path("."))
     torch.set_num_threads(args.threads)
     from molks.dataset import load_dataset
     from molks.grammar import Grammar
@@ -181,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for design in args.designs.split(","):
         rows += curve(design, train, test, grammar, args)
-        with open(out / "curves.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        plot(rows, out / "curves.png")
+        write_curves(rows, out)
     print(f"\n{len(train)} MOSES training molecules, {len(test)} test molecules, {args.cpu_minutes:g} CPU minutes "
           f"per design, gmm loss, seed {args.seed}\n")
     print("| design | steps | train exact % | test exact % | train rec | test rec |")
