@@ -147,18 +147,19 @@ def curve(design: str, train: torch.Tensor, test: torch.Tensor, grammar: Any, ar
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 3.6))
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(16, 3.6))
+    axes = fig.subplots(1, 4)
+    panels = [("train_exact", 100, "training molecules: exact %"), ("test_exact", 100, "held-out molecules: exact %"),
+              ("train_rec", 1, "training rec. loss (nats)"), ("test_rec", 1, "held-out rec. loss (nats)")]  # fmt: skip
     for design in dict.fromkeys(r["design"] for r in rows):
         mine = [r for r in rows if r["design"] == design]
-        x = [r["cpu_minutes"] for r in mine]
-        (line,) = axes[0].plot(x, [100 * r["train_exact"] for r in mine], label=design)
-        axes[1].plot(x, [100 * r["test_exact"] for r in mine], color=line.get_color())
-        axes[2].plot(x, [r["test_rec"] for r in mine], color=line.get_color())
-    for ax, title in zip(axes, ("training molecules: exact %", "held-out molecules: exact %", "held-out rec. loss (nats)")):
+        for ax, (key, scale, _) in zip(axes, panels):
+            ax.plot([r["cpu_minutes"] for r in mine], [scale * r[key] for r in mine], label=design)
+    for ax, (key, _, title) in zip(axes, panels):
         ax.set_title(title)
         ax.set_xlabel("CPU minutes")
-    axes[2].set_yscale("log")
+        if key.endswith("rec"):
+            ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -55,8 +55,9 @@ def time_steps(model: torch.nn.Module, batches: list[torch.Tensor], cut: bool) -
         started = time.perf_counter()
         result = train_step(model, x, optimizer)
         seconds.append(time.perf_counter() - started)
-        terms.append({k: float(v) for k, v in result.items()})
-    del model.trim
+        terms.append({k: float(v.detach()) for k, v in result.items()})
+    if not cut:
+        del model.trim
     model.load_state_dict(initial)
     return statistics.median(seconds[2:]), terms
 

@@ -21,7 +21,7 @@ from molks.grammar import Grammar, GrammarError
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.prior import PriorError
 from molks.model.regularizers import ExPostGMM
-from molks.training.checkpoint import CheckpointError, load_checkpoint
+from molks.training.checkpoint import CheckpointError, load_checkpoint, verify_weights
 from molks.training.trainer import resolve_device
 
 __all__ = ["LatentModel", "load", "pad_sequences"]
@@ -193,7 +193,8 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
         raise CheckpointError(f"{run}: grammar.cfg does not match the grammar the model was trained with")
     torch_device = resolve_device(device)
     model = Autoencoder(config, grammar)
-    state, _, _ = load_checkpoint(run / "model.safetensors")
+    state, _, _ = load_checkpoint(run / "model.safetensors")  # a damaged file: "corrupt", said first
+    verify_weights(run / "model.safetensors")  # weights altered on disk since training: refused, not used
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from molks.data_files import embedded_data_file
 from molks.errors import MolksError, file_access
+from molks.models import DEFAULT_MODEL
 from molks.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _stderr(message: str) -> None:
 def run_demo(
     out_dir: str | os.PathLike[str] = "runs/demo",
     *,
-    model: str = "moses-small",
+    model: str = DEFAULT_MODEL,
     train: bool = False,
     quick: bool = False,
     settings: DemoSettings | None = None,

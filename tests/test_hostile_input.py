@@ -3,9 +3,13 @@ succeeds where it should; nothing is left half-written and nothing hangs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +253,297 @@ def test_encode_into_head_ends_without_a_traceback(env: Path, moses_smiles: list
     done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
+
+
+# -- 7. user targets: checked once, before the optimisation, in one line naming the target -----------
+
+
+TARGETS_MODULE = '''
+def good(texts):
+    return [float(len(t)) for t in texts]
+
+def two_arguments(texts, scale):
+    return [scale * len(t) for t in texts]
+
+def no_arguments():
+    return []
+
+def raises(texts):
+    raise ZeroDivisionError("division by zero in my scorer")
+
+def too_short(texts):
+    return [1.0]
+
+def words(texts):
+    return ["high" for t in texts]
+
+def booleans(texts):
+    return [True for t in texts]
+
+def a_number(texts):
+    return 3.0
+
+def a_string(texts):
+    return "1.0"
+
+NOT_A_FUNCTION = 3
+'''
+
+BAD_TARGETS = {
+    "two_arguments": "signature is (texts, scale)",
+    "no_arguments": "signature is ()",
+    "raises": "raised ZeroDivisionError: division by zero in my scorer",
+    "too_short": "returned 1 scores for 2 inputs",
+    "words": "neither a number nor None",
+    "booleans": "neither a number nor None",
+    "a_number": "returned float, not a list",
+    "a_string": "returned str, not a list",
+    "NOT_A_FUNCTION": "not a function",
+    "missing": "has no attribute 'missing'",
+}
+
+
+@pytest.fixture()
+def targets(env: Path, monkeypatch: pytest.MonkeyPatch, moses_smiles: list[str]) -> Path:
+    """A folder on sys.path and PYTHONPATH holding target modules, and a small pool."""
+    folder = env / "usertargets"
+    folder.mkdir()
+    (folder / "hostile_targets.py").write_text(TARGETS_MODULE)
+    (folder / "hostile_syntax.py").write_text("def f(texts):\n    return [1.0 for t in texts\n")
+    (folder / "hostile_importerror.py").write_text("import molks_no_such_dependency_xyz\n\ndef f(texts):\n    return []\n")
+    (folder / "hostile_crash_on_import.py").write_text("raise RuntimeError('no licence file found')\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+    (env / "pool.smi").write_text("\n".join(moses_smiles[:20]) + "\n")
+    yield folder
+    for name in ("hostile_targets", "hostile_syntax", "hostile_importerror", "hostile_crash_on_import"):
+        sys.modules.pop(name, None)
+
+
+OPTIMIZE = ["optimize", "-m", "moses-small", "--pool", "pool.smi", "-n", "1", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        *((f"hostile_targets:{name}", reason) for name, reason in BAD_TARGETS.items()),
+        ("hostile_syntax:f", "syntax error in module 'hostile_syntax' at "),
+        ("hostile_importerror:f", "imports 'molks_no_such_dependency_xyz', which is not installed"),
+        ("hostile_crash_on_import:f", "raised RuntimeError: no licence file found"),
+        ("hostile_no_such_module:f", "cannot import module 'hostile_no_such_module'"),
+        ("hostile_targets", "unknown target"),
+    ],
+)
+def test_a_bad_user_target_is_one_line_before_the_optimisation(targets: Path, spec: str, reason: str) -> None:
+    result = runner.invoke(app, [*OPTIMIZE, "--target", spec])
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.output)
+    assert f"target {spec!r}" in line and reason in line, line
+    assert not (targets.parent / "opt").exists()  # found before the run folder is written
+
+
+def test_a_good_user_target_optimises(targets: Path) -> None:
+    result = runner.invoke(app, [*OPTIMIZE, "--target", "hostile_targets:good"])
+    assert result.exit_code == 0, result.output
+    assert (targets.parent / "opt" / "summary.json").is_file()
+
+
+def test_the_target_contract_is_in_the_help() -> None:
+    result = runner.invoke(app, ["optimize", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "list[str] -> list[float | None]" in " ".join(result.output.replace("│", " ").split())
+
+
+@pytest.mark.skipif(not MOLKS.exists(), reason="needs the installed molks command")
+def test_a_raising_target_is_one_line_from_the_installed_command(targets: Path) -> None:
+    done = subprocess.run(
+        [str(MOLKS), *OPTIMIZE, "--target", "hostile_targets:raises"],
+        capture_output=True, text=True, timeout=300, cwd=targets.parent, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "target 'hostile_targets:raises' raised ZeroDivisionError" in one_error_line(done.stderr)
+
+
+# -- 8. the rest: CSV columns, huge --n, negative options, altered weights ---------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["grammar", "check", "smiles", "multi.csv"],
+        ["data", "parse", "multi.csv", "--no-cache"],
+        ["encode", "moses-small", "multi.csv"],
+        ["optimize", "-m", "moses-small", "--pool", "multi.csv", "-o", "opt"],
+        ["train", "multi.csv", "--out", "run", *TINY],
+    ],
+    ids=["grammar-check", "data-parse", "encode", "optimize", "train"],
+)
+def test_a_csv_without_a_smiles_column_is_refused_naming_its_columns(env: Path, args: list[str]) -> None:
+    (env / "multi.csv").write_text("id,mol,logp\n1,CCO,0.1\n2,c1ccccc1,1.2\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.output)
+    assert "multi.csv" in line and "'id', 'mol', 'logp'" in line and "--column" in line, line
+    assert not (env / "run").exists() and not (env / "opt").exists()
+
+
+def test_a_csv_column_can_be_named_and_a_one_column_csv_is_used_as_is(env: Path) -> None:
+    (env / "multi.csv").write_text("id,mol\n1,CCO\n2,c1ccccc1\n")
+    named = runner.invoke(app, ["grammar", "check", "smiles", "multi.csv", "--column", "mol"])
+    assert named.exit_code == 0, named.output
+    assert "2 of 2 items tokenize and parse" in named.output.replace(",", "")
+    (env / "single.csv").write_text("molecule\nCCO\nc1ccccc1\nCC(=O)O\n")
+    for args in (["grammar", "check", "smiles", "single.csv"], ["data", "parse", "single.csv", "--no-cache"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "3 of 3 items" in result.output.replace(",", ""), result.output
+
+
+def test_a_huge_sample_is_drawn_in_chunks_and_streamed(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import molks.cli.model as model_cli
+    from molks.api import LatentModel
+    from molks.codes import CodesError
+
+    monkeypatch.setattr(model_cli, "SAMPLE_CHUNK", 4)
+    sizes: list[int] = []
+    original = LatentModel.sample
+
+    def spy(self: LatentModel, n: int, **kwargs: object) -> object:
+        sizes.append(n)
+        if len(sizes) > 3:
+            raise CodesError("enough")  # a billion samples would take days: stop after three chunks
+        return original(self, n, **kwargs)
+
+    monkeypatch.setattr(LatentModel, "sample", spy)
+    streamed = runner.invoke(app, ["sample", "moses-small", "--n", "1000000000", "--seed", "1"])
+    assert streamed.exit_code == 2 and sizes == [4, 4, 4, 4]  # never more than a chunk at once
+    assert len(streamed.output.splitlines()) == 12 + 1  # three chunks printed as they came, then the error
+
+    sizes.clear()
+    failed = runner.invoke(app, ["sample", "moses-small", "--n", "1000000000", "--out", "s.txt", "--codes", "s.npy"])
+    assert failed.exit_code == 2 and not (env / "s.txt").exists() and not (env / "s.npy").exists()  # atomic
+    assert not [p for p in os.listdir(env) if p.endswith(".tmp")]
+
+    monkeypatch.setattr(LatentModel, "sample", original)
+    args = ["sample", "moses-small", "--seed", "1", "--n"]
+    assert runner.invoke(app, [*args, "10", "--out", "s.txt", "--codes", "s.npy"]).exit_code == 0
+    assert runner.invoke(app, [*args, "10", "--codes", "s.csv"]).exit_code == 0
+    assert runner.invoke(app, [*args, "4", "--out", "first.txt", "--codes", "first.npy"]).exit_code == 0
+    lines = (env / "s.txt").read_text().splitlines()
+    codes = np.load(env / "s.npy")
+    assert len(lines) == 10 and codes.shape[0] == 10
+    assert (env / "first.txt").read_text().splitlines() == lines[:4]  # chunk 0 is the plain seed
+    np.testing.assert_array_equal(np.load(env / "first.npy"), codes[:4])
+    from molks.codes import read_codes
+
+    np.testing.assert_allclose(read_codes(env / "s.csv"), codes, rtol=1e-6)
+    assert len(set(lines)) > 4  # the chunks differ
+
+
+@pytest.mark.parametrize(("option", "value"), [("--patience", "-1"), ("--lambda-rec", "-1"), ("--lambda-rec", "nan")])
+def test_negative_training_weights_are_refused(small: Path, option: str, value: str) -> None:
+    result = runner.invoke(app, ["train", str(small), "--out", "run", *TINY, option, value])
+    assert result.exit_code == 2, result.output
+    assert option.lstrip("-") in one_error_line(result.output)
+    assert not (small.parent / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, moses_smiles: list[str]) -> Path:
+    """A tiny run trained once for the weight-checksum tests (copied before each is altered)."""
+    folder = tmp_path_factory.mktemp("weights")
+    (folder / "small.smi").write_text("\n".join(moses_smiles[:96]) + "\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOLKS_CACHE_DIR", str(folder / "cache"))
+        result = runner.invoke(app, ["train", str(folder / "small.smi"), "--out", str(folder / "run"), *TINY])
+    assert result.exit_code == 0, result.output
+    shutil.rmtree(folder / "cache", ignore_errors=True)
+    return folder / "run"
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # the last byte of the last tensor: still a valid safetensors file
+    path.write_bytes(bytes(data))
+
+
+def replace_the_weights(path: Path) -> None:
+    """Valid weights of the same model, but not the trained ones (a file swapped or edited by a tool)."""
+    from molks.training.checkpoint import load_checkpoint, save_checkpoint
+
+    state, meta, _ = load_checkpoint(path)
+    save_checkpoint(path, {name: tensor * 0.5 for name, tensor in state.items()}, meta)
+
+
+def garble_record(path: Path) -> None:
+    path.with_name("weights.sha256").write_text("not a checksum\n")
+
+
+@pytest.mark.parametrize(
+    ("alter", "reason"),
+    [
+        (flip_a_byte, "the weights were altered or damaged on disk"),
+        (replace_the_weights, "the weights were altered or damaged on disk"),
+        (garble_record, "holds no SHA-256 of model.safetensors"),
+    ],
+    ids=["flipped-byte", "replaced", "bad-record"],
+)
+def test_weights_altered_on_disk_are_refused(
+    trained_run: Path, tmp_path: Path, alter: Callable[[Path], object], reason: str
+) -> None:
+    import molks
+    from molks.errors import MolksError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert (run / "weights.sha256").read_text().split() == [
+        hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest(),
+        "model.safetensors",
+    ]
+    molks.load(run)  # intact: loads
+    alter(run / "model.safetensors")
+    with pytest.raises(MolksError, match=reason) as caught:
+        molks.load(run)
+    assert "model.safetensors" in str(caught.value) or "weights.sha256" in str(caught.value)
+    result = runner.invoke(app, ["sample", str(run), "--n", "2"])
+    assert result.exit_code == 2 and reason in one_error_line(result.output)
+
+
+def test_runs_without_a_weights_record_still_load(trained_run: Path, tmp_path: Path) -> None:
+    import molks
+
+    run = tmp_path / "old-run"
+    shutil.copytree(trained_run, run)
+    (run / "weights.sha256").unlink()  # a run trained before the record existed
+    flip_a_byte(run / "model.safetensors")
+    assert molks.load(run).latent_dim == 8
+    assert not (ROOT / "molks" / "models" / "moses-small" / "weights.sha256").exists()
+    molks.load("moses-small")  # the shipped model has no record
+
+
+def test_saving_new_weights_never_leaves_a_record_that_refuses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from molks.training import checkpoint
+
+    path = tmp_path / "model.safetensors"
+    checkpoint.save_weights(path, {"w": torch.zeros(3)}, {})
+    checkpoint.verify_weights(path)
+    written: list[str] = []
+
+    def killed_after_the_first_record(record: Path, name: str, digests: list[str]) -> None:
+        original_write_record(record, name, digests)
+        written.append(record.read_text())
+        raise KeyboardInterrupt  # a kill between the record and the weights
+
+    original_write_record = checkpoint._write_record
+    monkeypatch.setattr(checkpoint, "_write_record", killed_after_the_first_record)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_weights(path, {"w": torch.ones(3)}, {})
+    assert len(written[0].splitlines()) == 2  # old and new both accepted while the file is replaced
+    checkpoint.verify_weights(path)  # the old weights are still accepted
+    monkeypatch.setattr(checkpoint, "_write_record", original_write_record)
+    checkpoint.save_weights(path, {"w": torch.ones(3)}, {})
+    checkpoint.verify_weights(path)
+    assert len((tmp_path / "weights.sha256").read_text().splitlines()) == 1

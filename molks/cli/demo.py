@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from molks.cli.common import fail_cleanly
+from molks.models import DEFAULT_MODEL
 
 __all__ = ["demo_command"]
 
@@ -18,7 +19,7 @@ __all__ = ["demo_command"]
 @fail_cleanly
 def demo_command(
     out: Annotated[Path, typer.Option(help="Report directory (a rerun replaces an earlier demo's files there).")] = Path("runs/demo"),
-    model: Annotated[Optional[str], typer.Option(help="A shipped model name or a run directory from molks train (default: moses-small).")] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"A shipped model name or a run directory from molks train (default: {DEFAULT_MODEL}).")] = None,
     train: Annotated[bool, typer.Option("--train", help="Train a small model on the embedded MOSES sample first (adds ~5-10 min).")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny settings (under a minute): checks that everything works.")] = False,
     n_samples: Annotated[Optional[int], typer.Option(min=1, help="Prior samples to evaluate (default 300; quick 50).")] = None,
@@ -48,7 +49,7 @@ def demo_command(
         epochs=epochs, train_size=train_size,
     )  # fmt: skip
     report_dir = run_demo(
-        out, model=model or "moses-small", train=train, quick=quick, settings=settings, seed=seed, device=device, progress=None
+        out, model=model or DEFAULT_MODEL, train=train, quick=quick, settings=settings, seed=seed, device=device, progress=None
     )
     report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     for note in report["notes"]:

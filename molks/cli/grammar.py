@@ -29,7 +29,10 @@ def show(grammar: str = typer.Argument("smiles", help="A bundled grammar name or
 @fail_cleanly
 def check(
     grammar: str = typer.Argument(..., help="A bundled grammar name or a .cfg path."),
-    datafile: Path = typer.Argument(..., help="Data, one item per line: .txt (whole lines), .smi, .csv (SMILES column); optionally .gz."),
+    datafile: Path = typer.Argument(
+        ..., help="Data, one item per line: .txt (whole lines), .smi, .csv/.tsv (the smiles column, or the only one); optionally .gz."
+    ),
+    column: str | None = typer.Option(None, "--column", help="Column of a .csv/.tsv file (default: smiles/SMILES, or the only column)."),
     sample: int = typer.Option(200, "--sample", min=0, help="Items checked for ambiguity with nltk (non-LL(1)/LALR grammars)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     processes: int = typer.Option(0, "--processes", min=0, help="Worker processes for parsing (0: every core)."),
@@ -45,7 +48,7 @@ def check(
     if json_out is not None and json_out.is_dir():  # found before minutes of parsing, not after
         fail(f"--json {json_out}: is a directory; give a file name")
     g = Grammar.load(grammar)
-    items, numbers = read_lines(datafile)
+    items, numbers = read_lines(datafile, column)
     report = check_grammar(
         g,
         items,

@@ -14,21 +14,25 @@ Register the commands at the top level of the ``molks`` app with :func:`register
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from molks.cli.common import fail_cleanly
 from molks.codes import CodesError, check_codes_suffix, read_codes, write_codes, write_codes_csv
 from molks.data_files import resolve_data_file
-from molks.files import atomic_write_text
+from molks.files import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
+    import torch
+
     from molks.api import LatentModel
 
 __all__ = [
@@ -159,7 +163,7 @@ def decode_command(
 @fail_cleanly
 def sample_command(
     run_dir: RunArg,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 10,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples (drawn, decoded and written 10,000 at a time: any n fits in memory).")] = 10,
     component: Annotated[Optional[int], typer.Option(help="Sample from this mixture component only.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: greedy).")] = None,
     source: Annotated[Source, typer.Option(help="prior (the model's prior) or ex-post (the GMM fitted on the training codes).")] = Source.prior,
@@ -171,22 +175,100 @@ def sample_command(
 ) -> None:
     """Sample latent points and decode them: one string per line, <unfinished> where decoding hit the length limit."""
     _check_temperature(temperature)
-    if codes is not None:
-        check_codes_suffix(codes, "--codes")
+    codes_suffix = None if codes is None else check_codes_suffix(codes, "--codes")
     model = _load(run_dir, device)
     if png is not None and not model.is_molecular:
         raise CodesError(f"--png draws molecules, but {run_dir} models {model.grammar.name} strings")
-    z, texts = model.sample(n, component=component, temperature=temperature, source=source.value, seed=seed)
-    _emit(_shown(texts), out)
-    if codes is not None:
-        write_codes(codes, z.numpy())
+    chunks = _sample_chunks(model, n, component=component, temperature=temperature, source=source.value, seed=seed)
+    drawable: list[str] = []
+
+    def stream(text_file: IO[bytes] | None, codes_file: IO[bytes] | None) -> None:
+        if codes_file is not None:
+            _write_codes_header(codes_file, codes_suffix, n, model.latent_dim)
+        for z, texts in chunks:
+            lines = "".join(f"{line}\n" for line in _shown(texts))
+            if text_file is not None:
+                text_file.write(lines.encode("utf-8"))
+            else:
+                try:
+                    sys.stdout.write(lines)
+                    sys.stdout.flush()
+                except BrokenPipeError as err:  # not an OSError inside atomic_write: the reader is gone
+                    raise _ReaderGone from err
+            if codes_file is not None:
+                _write_codes_rows(codes_file, codes_suffix, z.numpy())
+            if png is not None and len(drawable) < 200:  # enough to find 24 drawable molecules
+                drawable.extend(t for t in texts if t)
+
+    def with_codes(text_file: IO[bytes] | None) -> None:
+        if codes is None:
+            stream(text_file, None)
+        else:
+            atomic_write(codes, lambda codes_file: stream(text_file, codes_file))
+
+    try:
+        if out is None:
+            with_codes(None)
+        else:
+            atomic_write(out, with_codes)
+    except _ReaderGone:
+        raise BrokenPipeError from None  # `molks sample ... | head`: ends quietly (fail_cleanly)
     if png is not None:
         from molks.drawing import DrawingError, draw_molecules
 
         try:
-            draw_molecules([t for t in texts if t], png)
+            draw_molecules(drawable, png)
         except DrawingError as err:
             typer.echo(f"no PNG written: {err}", err=True)
+
+
+SAMPLE_CHUNK = 10_000
+"""``molks sample`` draws, decodes and writes this many samples at a time, so that any ``--n`` fits in memory."""
+
+
+class _ReaderGone(Exception):
+    """stdout's reader closed the pipe (not an OSError, so that atomic_write passes it through)."""
+
+
+def _sample_chunks(
+    model: LatentModel, n: int, *, component: int | None, temperature: float | None, source: str, seed: int
+) -> Iterator[tuple[torch.Tensor, list[str | None]]]:
+    """(codes, decoded strings) of ``n`` samples, :data:`SAMPLE_CHUNK` at a time.
+
+    The first chunk uses ``seed`` itself, so up to :data:`SAMPLE_CHUNK` samples are exactly what
+    ``model.sample(n, seed=seed)`` gives (and a larger ``--n`` begins with them); chunk i > 0 is
+    seeded from ``(seed, i)``.
+    """
+    import numpy as np
+
+    for index, start in enumerate(range(0, n, SAMPLE_CHUNK)):
+        chunk_seed = seed if index == 0 else int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1)[0])
+        yield model.sample(
+            min(SAMPLE_CHUNK, n - start), component=component, temperature=temperature, source=source, seed=chunk_seed
+        )
+
+
+def _write_codes_header(f: IO[bytes], suffix: str | None, n: int, dim: int) -> None:
+    """The start of a codes file of ``n`` rows: the .npy header (float32 [n, dim]) or the CSV's z0.. header."""
+    import numpy as np
+
+    if suffix == ".npy":
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
+    else:
+        f.write((",".join(f"z{j}" for j in range(dim)) + "\n").encode())
+
+
+def _write_codes_rows(f: IO[bytes], suffix: str | None, z: Any) -> None:
+    """Rows of codes after :func:`_write_codes_header`; the same bytes as :func:`molks.codes.write_codes`."""
+    import numpy as np
+
+    array = np.asarray(z, dtype=np.float32)
+    if suffix == ".npy":
+        f.write(array.astype("<f4").tobytes())
+    else:
+        text = io.StringIO()
+        write_codes_csv(text, array, None, None, "smiles")
+        f.write(text.getvalue().split("\n", 1)[1].encode())  # without its header row
 
 
 @fail_cleanly

@@ -21,7 +21,17 @@ app = typer.Typer(help="Bayesian optimisation in a trained model's latent space.
 @fail_cleanly
 def optimize(
     model: str = typer.Option(..., "--model", "-m", help="A run directory made by molks training, or a shipped model name."),
-    target: str = typer.Option("logp", "--target", "-t", help="logp | qed | expression | package.module:function."),
+    target: str = typer.Option(
+        "logp",
+        "--target",
+        "-t",
+        help=(
+            "logp | qed | expression | package.module:function. A function of yours is called with a list of "
+            "strings and returns one score per string: list\\[str] -> list\\[float | None], None for a string it "
+            "cannot score; it is maximised unless it has an attribute maximize = False. Its module must be "
+            "importable (on PYTHONPATH); it is called once on two pool strings before the optimisation starts."
+        ),  # \\[ : a literal bracket for rich, which renders the help
+    ),
     pool: Path | None = typer.Option(
         None, "--pool", "--data", help="Strings to start from (.smi/.txt/.csv/.tsv, optionally .gz); default: the run's train.smi.gz."
     ),

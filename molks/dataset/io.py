@@ -37,7 +37,9 @@ def load_texts(
     ``smiles`` (any case) is taken as a header and skipped.
 
     Tables (``.csv``, ``.tsv``): the first row is the header; the item is the cell of ``column``
-    (default: a column named ``smiles`` or ``SMILES``), whitespace stripped (ZINC-250k stores each
+    (default: a column named ``smiles`` or ``SMILES``, or the only column of a one-column table; a
+    table of several columns without such a column is an error that lists them -- never a silent
+    guess), whitespace stripped (ZINC-250k stores each
     SMILES with a newline inside its quotes). A row without that cell gives an empty item, which
     the parsing pipeline reports as a failure. The line number is that of the row's first line.
 
@@ -168,6 +170,8 @@ def _column_index(path: Path, header: list[str], column: str | None, line: int) 
         for name in _DEFAULT_COLUMNS:
             if name in header:
                 return header.index(name)
+        if len(header) == 1:  # one column: nothing to choose between (its header may be any name)
+            return 0
         wanted = "no 'smiles' or 'SMILES' column (choose one with column=... or --column)"
     columns = ", ".join(repr(name) for name in header)
     raise DatasetError(path, f"{wanted}; the columns are: {columns}", line=line)

@@ -9,10 +9,8 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import gzip
-import io
 import itertools
 import os
 import random
@@ -24,6 +22,7 @@ from typing import Any
 import nltk
 
 from molks.dataset.errors import DatasetError
+from molks.dataset.io import TABLE_DELIMITERS, load_texts
 from molks.errors import MissingFileError
 from molks.grammar.analysis import END, Production, ll1_table, unproductive_nonterminals, unreachable_nonterminals
 from molks.grammar.cfg import Grammar, worker_crash_error
@@ -215,12 +214,15 @@ def check_grammar(
     )
 
 
-def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
+def read_lines(path: str | os.PathLike[str], column: str | None = None) -> tuple[list[str], list[int]]:
     """Items of a data file and their 1-based line numbers; blank lines are skipped.
 
     ``.txt``: each whole stripped line (expressions contain spaces). ``.smi``/``.smiles``: the first
-    whitespace-separated field (a name may follow the SMILES). ``.csv``: the ``SMILES`` (any case)
-    column, else the first, below a header row. Any of them may be gzipped (``.gz``).
+    whitespace-separated field (a name may follow the SMILES). ``.csv``/``.tsv``: the cells of
+    ``column``, by default of the ``smiles``/``SMILES`` column or of the only column, below a header
+    row, read as :func:`molks.dataset.load_texts` reads them (a table of several columns without
+    a ``smiles`` column and without ``column`` is an error naming its columns); empty cells are
+    skipped. Any of them may be gzipped (``.gz``).
 
     Raises :class:`~molks.errors.MissingFileError` (a FileNotFoundError) or
     :class:`~molks.dataset.DatasetError` (a ValueError), naming the file, when it cannot be read.
@@ -231,6 +233,13 @@ def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
     name = path.name.lower()
     gzipped = name.endswith(".gz")
     kind = Path(name.removesuffix(".gz")).suffix
+    if kind in TABLE_DELIMITERS:  # one reader of tables for every command
+        pairs = [(number, item) for number, item in load_texts(path, column) if item]
+        if not pairs:
+            raise DatasetError(path, "the file holds no items")
+        return [item for _, item in pairs], [number for number, _ in pairs]
+    if column is not None:
+        raise DatasetError(path, f"--column {column!r} applies only to .csv and .tsv files")
     try:
         raw = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
         text = raw.decode("utf-8")
@@ -239,24 +248,12 @@ def read_lines(path: str | os.PathLike[str]) -> tuple[list[str], list[int]]:
 
     items: list[str] = []
     numbers: list[int] = []
-    if kind == ".csv":
-        rows = csv.reader(io.StringIO(text))
-        header = next(rows, None)
-        if header is None:
-            raise DatasetError(path, "the file is empty")
-        lowered = [h.strip().lower() for h in header]
-        column = lowered.index("smiles") if "smiles" in lowered else 0
-        for number, row in enumerate(rows, start=2):
-            if len(row) > column and row[column].strip():
-                items.append(row[column].strip())
-                numbers.append(number)
-    else:
-        first_field = kind in (".smi", ".smiles")
-        for number, line in enumerate(text.splitlines(), start=1):
-            line = line.strip()
-            if line:
-                items.append(line.split()[0] if first_field else line)
-                numbers.append(number)
+    first_field = kind in (".smi", ".smiles")
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line:
+            items.append(line.split()[0] if first_field else line)
+            numbers.append(number)
     if not items:
         raise DatasetError(path, "the file holds no items")
     return items, numbers

@@ -48,7 +48,7 @@ from molks.files import atomic_write, atomic_write_bytes, atomic_write_text, fil
 from molks.grammar import GrammarError
 from molks.optimize.acquisition import AcquisitionConfig, TrustRegion, bounding_box, propose
 from molks.optimize.surrogate import SurrogateConfig, choose_surrogate, fit_surrogate, heldout_metrics
-from molks.optimize.targets import Target, get_target, penalized_logp_terms, score_many
+from molks.optimize.targets import Target, check_target, get_target, penalized_logp_terms, score_many
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["OptimizeConfig", "OptimizeError", "file_sha256", "optimize", "read_pool", "STATE_FILE"]
@@ -245,8 +245,10 @@ def _optimize(
             diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
             raise OptimizeError(f"--resume: {out} was started with different {', '.join(diff)}; use another --out")
         _check_same_pool(out, state.meta["pool"], pool_source, pool_sha256)
+        check_target(target, [r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])
         log(f"resuming {out} after iteration {state.meta['completed']}")
     else:
+        check_target(target, [pool] if isinstance(pool, str) else pool)  # a broken target: found before encoding
         state = _start(model, pool, target, config, identity, pool_source, log)
         state.meta["pool"]["file_sha256"] = pool_sha256
         with file_access(out, "cannot create the output directory"):

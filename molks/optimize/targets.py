@@ -16,13 +16,18 @@ Built-in targets (``get_target(spec)``):
   the GVAE's ``log(1 + mean(min(squared error, 1000)))``, *lower is better*
   (``maximize=False``; :meth:`Target.objective` negates it).
 - ``"package.module:function"``: a user function ``list[str] -> list[float | None]``
-  (maximised unless the function has an attribute ``maximize = False``).
+  (maximised unless the function has an attribute ``maximize = False``). Everything that can go
+  wrong with it -- a module that is missing, has a syntax error or fails on import, a function that
+  is missing or takes other arguments, a call that raises, returns the wrong length or something
+  other than numbers and None -- is a :class:`TargetError` naming the target and the reason;
+  :func:`check_target` calls it once on a couple of strings before an optimisation starts.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import math
 import os
 import pickle
@@ -45,6 +50,8 @@ __all__ = [
     "Target",
     "TargetError",
     "BUILTIN_TARGETS",
+    "TARGET_CONTRACT",
+    "check_target",
     "get_target",
     "score_many",
     "penalized_logp",
@@ -313,11 +320,16 @@ class _CheckedScore:
     spec: str
 
     def __call__(self, texts: list[str]) -> list[float | None]:
-        values = self.fn(list(texts))
+        try:
+            values = self.fn(list(texts))
+        except Exception as err:  # the user's code: any exception is the target's fault, said in one line
+            raise TargetError(f"target {self.spec!r} raised {_exception_line(err)} {_on(texts)}") from err
+        if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+            raise TargetError(f"target {self.spec!r} returned {type(values).__name__}, not a list of scores")
         try:
             values = list(values)
-        except TypeError:
-            raise TargetError(f"target {self.spec!r} returned {type(values).__name__}, not a list") from None
+        except Exception as err:  # a generator that raises, say
+            raise TargetError(f"target {self.spec!r} raised {_exception_line(err)} {_on(texts)}") from err
         if len(values) != len(texts):
             raise TargetError(f"target {self.spec!r} returned {len(values)} scores for {len(texts)} inputs")
         out: list[float | None] = []
@@ -326,6 +338,8 @@ class _CheckedScore:
                 out.append(None)
                 continue
             try:
+                if isinstance(value, (str, bytes, bool, np.bool_)):  # float("1.5") and float(True) work, but mean a bug
+                    raise TypeError
                 number = float(value)
             except (TypeError, ValueError):
                 raise TargetError(
@@ -360,10 +374,7 @@ def get_target(spec: str) -> Target:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or ":" in attr:
         raise TargetError(f"target {spec!r} is not of the form 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise TargetError(f"target {spec!r}: cannot import module {module_name!r} ({err})") from err
+    module = _import_target_module(spec, module_name)
     fn = module
     for part in attr.split("."):
         try:
@@ -372,10 +383,74 @@ def get_target(spec: str) -> Target:
             raise TargetError(f"target {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
     if not callable(fn):
         raise TargetError(f"target {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
+    _check_signature(spec, fn)
     maximize = getattr(fn, "maximize", True)
     if not isinstance(maximize, bool):
         raise TargetError(f"target {spec!r}: attribute 'maximize' must be True or False, not {maximize!r}")
     return Target(spec, _CheckedScore(fn, spec), maximize=maximize, invalid_score=None)
+
+
+TARGET_CONTRACT = "list[str] -> list[float | None]"
+"""What a user target must be: one argument, the texts; one score per text, None where it cannot score."""
+
+
+def check_target(target: Target, texts: Sequence[str], n: int = 2) -> None:
+    """Call ``target`` once on the first ``n`` of ``texts``, so that a target that raises, or returns the
+    wrong length or types, is found before an optimisation starts (not after minutes of encoding).
+
+    Raises :class:`TargetError` naming the target and the reason. Built-in targets are trusted.
+    """
+    if target.name in BUILTIN_TARGETS and target is BUILTIN_TARGETS[target.name]:
+        return
+    sample = [t for t in texts if isinstance(t, str)][:n]
+    if sample:
+        target.score(sample)
+
+
+def _import_target_module(spec: str, module_name: str) -> ModuleType:
+    """The module of a user target; whatever goes wrong in importing it is a TargetError naming the target."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and module_name != err.name and not module_name.startswith(f"{err.name}."):
+            reason = f"module {module_name!r} imports {err.name!r}, which is not installed"
+        else:
+            reason = f"cannot import module {module_name!r} ({err}); is its folder on PYTHONPATH?"
+        raise TargetError(f"target {spec!r}: {reason}") from err
+    except SyntaxError as err:  # IndentationError too
+        where = f"{err.filename}:{err.lineno}" if err.filename else f"line {err.lineno}"
+        raise TargetError(f"target {spec!r}: syntax error in module {module_name!r} at {where}: {err.msg}") from err
+    except (Exception, SystemExit) as err:  # the module's own code failed while being imported
+        raise TargetError(f"target {spec!r}: importing module {module_name!r} raised {_exception_line(err)}") from err
+
+
+def _check_signature(spec: str, fn: Callable[..., object]) -> None:
+    """A target is called as ``fn(texts)``: refuse a function that cannot be called with one argument."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: found by check_target instead
+        return
+    try:
+        signature.bind(["C"])
+    except TypeError:
+        raise TargetError(
+            f"target {spec!r}: its signature is {signature}, but a target is called with one argument, "
+            f"the list of strings ({TARGET_CONTRACT})"
+        ) from None
+
+
+def _exception_line(err: BaseException) -> str:
+    """``"ValueError: message"`` cut to one short line."""
+    message = " ".join(str(err).split())
+    if len(message) > 200:
+        message = message[:200] + "..."
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
+def _on(texts: Sequence[str]) -> str:
+    shown = ", ".join(repr(t if len(t) <= 40 else t[:40] + "...") for t in list(texts)[:2])
+    more = f" and {len(texts) - 2} more" if len(texts) > 2 else ""
+    return f"when scoring {len(texts)} string{'s' if len(texts) != 1 else ''} ({shown}{more})"
 
 
 # ---------------------------------------------------------------- batch scoring

@@ -9,6 +9,7 @@ either the old checkpoint or the new one, never half of one. Nothing is ever unp
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from molks.errors import MolksError
-from molks.files import atomic_write, atomic_write_bytes, atomic_write_text
+from molks.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
 
-__all__ = ["CheckpointError", "atomic_write", "atomic_write_bytes", "atomic_write_text", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "WEIGHTS_RECORD",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_checkpoint",
+    "save_checkpoint",
+    "save_weights",
+    "verify_weights",
+]
 
 
 class CheckpointError(MolksError, ValueError):
@@ -34,6 +45,62 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None = None,
 ) -> None:
     """Save weights, optional optimiser state and JSON-able ``meta`` to ``path`` atomically."""
+    _write_checkpoint(path, _checkpoint_bytes(path, model_state, meta, optimizer_state))
+
+
+def save_weights(path: Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """:func:`save_checkpoint` for a run's ``model.safetensors``, with its SHA-256 recorded beside it in
+    ``weights.sha256`` (``sha256sum`` format), which :func:`verify_weights` compares when the run is loaded.
+
+    A process killed at any point leaves a record that accepts the weights on disk: while the new
+    file is being written, the record lists both the old file's hash and the new one.
+    """
+    path = Path(path)
+    data = _checkpoint_bytes(path, model_state, meta, None)
+    new = hashlib.sha256(data).hexdigest()
+    record = path.with_name(WEIGHTS_RECORD)
+    old = file_sha256(path) if path.is_file() else None
+    if old is not None and old != new:
+        _write_record(record, path.name, [old, new])
+    _write_checkpoint(path, data)
+    _write_record(record, path.name, [new])
+
+
+def verify_weights(path: Path) -> None:
+    """Refuse weights altered on disk since training: ``path``'s SHA-256 must be one that ``weights.sha256``
+    beside it records (see :func:`save_weights`). Runs without the record (written before it existed,
+    or shipped without it) are not checked. Raises :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    record = path.with_name(WEIGHTS_RECORD)
+    if not record.is_file() or not path.is_file():
+        return  # no record to compare with; a missing weights file is load_checkpoint's to report
+    try:
+        lines = record.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{record}: unreadable record of the weights' SHA-256 ({err})") from None
+    recorded = []
+    for line in lines:
+        digest, _, name = line.strip().partition("  ")
+        if name.lstrip("*") == path.name and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest.lower()):
+            recorded.append(digest.lower())
+    if not recorded:
+        raise CheckpointError(f"{record}: holds no SHA-256 of {path.name} (expected lines 'HEX  {path.name}')")
+    actual = file_sha256(path)
+    if actual not in recorded:
+        raise CheckpointError(
+            f"{path}: its SHA-256 {actual[:16]}... is not the {recorded[-1][:16]}... recorded in {record.name} when it "
+            f"was written: the weights were altered or damaged on disk (restore the file, or delete {record.name} "
+            "if the change is intended)"
+        )
+
+
+WEIGHTS_RECORD = "weights.sha256"
+"""The file beside a run's ``model.safetensors`` that records its SHA-256 (written by :func:`save_weights`)."""
+
+
+def _checkpoint_bytes(
+    path: Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any], optimizer_state: dict[str, Any] | None
+) -> bytes:
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model_state.items()}
     meta = dict(meta)
     if optimizer_state is not None:
@@ -42,9 +109,23 @@ def save_checkpoint(
                 tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).contiguous().cpu()
         meta["optimizer_param_groups"] = optimizer_state["param_groups"]
     try:
-        atomic_write_bytes(path, save(tensors, metadata={"molks": json.dumps(meta)}))
+        return save(tensors, metadata={"molks": json.dumps(meta)})
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({err})") from None
+
+
+def _write_checkpoint(path: Path, data: bytes) -> None:
+    try:
+        atomic_write_bytes(path, data)
     except (SafetensorError, OSError) as err:  # a full disk surfaces as either
         raise CheckpointError(f"{path}: cannot write the checkpoint ({err})") from None
+
+
+def _write_record(record: Path, name: str, digests: list[str]) -> None:
+    try:
+        atomic_write_text(record, "".join(f"{digest}  {name}\n" for digest in digests))
+    except OSError as err:
+        raise CheckpointError(f"{record}: cannot write the weights' SHA-256 ({err})") from None
 
 
 def load_checkpoint(

@@ -45,7 +45,7 @@ from molks.files import atomic_write, atomic_write_bytes, atomic_write_text
 from molks.grammar import Grammar
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.regularizers import fit_ex_post_gmm
-from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
 
 __all__ = ["TrainConfig", "TrainingError", "check_device_name", "resolve_device", "train"]
 
@@ -282,7 +282,7 @@ def train(
         state["history"].append(row)
         if rank == 0:
             if improved:
-                save_checkpoint(run / "model.safetensors", model.state_dict(), {"config": config_doc, "epoch": epoch})
+                save_weights(run / "model.safetensors", model.state_dict(), {"config": config_doc, "epoch": epoch})
             save_checkpoint(
                 checkpoint_path,
                 model.state_dict(),
