@@ -2,7 +2,7 @@
 
 >>> import molks
 >>> g = molks.Grammar.load("smiles")
->>> m = molks.load("moses-small")
+>>> m = molks.load("moses")
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Python API over a trained run: ``molks.load(run_dir)`` -> :class:`LatentModel`.
 
->>> m = molks.load("runs/moses-small")
+>>> m = molks.load("runs/moses")
 >>> z = m.encode(["CCO", "c1ccccc1"])        # tensor [2, D]
 >>> m.decode(z)                              # ['CCO', 'c1ccccc1'] (None where unfinished)
 >>> z, smiles = m.sample(10, component=3)    # decoded prior samples
@@ -174,7 +174,7 @@ class LatentModel:
 
 
 def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentModel:
-    """Load a trained run directory (or a model shipped with molks, e.g. ``"moses-small"``)."""
+    """Load a trained run directory (or a model shipped with molks, e.g. ``"moses"``)."""
     run = Path(name_or_path)
     if not run.exists() and (_SHIPPED_DIR / str(name_or_path)).is_dir():
         run = _SHIPPED_DIR / str(name_or_path)

@@ -7,7 +7,7 @@
 
 Steps (each prints a progress line):
 
-1. the model: the shipped ``moses-small`` (default), any run directory, or, with ``train=True``,
+1. the model: the shipped ``moses`` (default), any run directory, or, with ``train=True``,
    a small GMM model trained here on a subset of the embedded MOSES sample;
 2. :func:`molks.evaluation.evaluate`: reconstruction of held-out molecules, validity /
    uniqueness / novelty of prior samples, KS/CV distance to the prior; ``samples.png``;

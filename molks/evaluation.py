@@ -2,7 +2,7 @@
 
 >>> import molks
 >>> from molks.evaluation import evaluate
->>> report = evaluate(molks.load("runs/moses-small"), n_samples=1000, png="samples.png")
+>>> report = evaluate(molks.load("runs/moses"), n_samples=1000, png="samples.png")
 >>> report["reconstruction"], report["prior_validity"], report["ks_ratio"]
 
 What :func:`evaluate` measures (every fraction is in [0, 1]; a fraction whose denominator is zero

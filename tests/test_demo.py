@@ -90,7 +90,7 @@ def test_quick_demo_with_the_shipped_model(tmp_path: Path) -> None:
     out = run_demo(tmp_path / "demo", quick=True, log=lines.append)
     assert out == tmp_path / "demo"
     report = _check_report(out, lines)
-    assert report["model"]["source"] == "shipped" and report["model"]["model"] == "moses-small"
+    assert report["model"]["source"] == "shipped" and report["model"]["model"] == "moses"
     assert report["model"]["training"] is None
     assert report["evaluation"]["n_held_out"] + report["evaluation"]["held_out_skipped"] == 200
     assert "train" not in report["commands"]
@@ -132,6 +132,6 @@ def test_demo_command_reports_a_bad_output_directory_cleanly(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--quick"])
     assert result.exit_code == 2
     assert "not written by molks demo" in result.output
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "new"), "--train", "--model", "moses-small"])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "new"), "--train", "--model", "moses"])
     assert result.exit_code == 2 and "--model" in result.output
     assert not (tmp_path / "new").exists()

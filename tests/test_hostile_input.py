@@ -95,11 +95,11 @@ def test_after_a_failed_start_the_corrected_command_trains(small: Path) -> None:
 
 DEVICE_COMMANDS = {
     "train": ["train", "small.smi", "--out", "run"],
-    "encode": ["encode", "moses-small", "small.smi"],
-    "decode": ["decode", "moses-small", "codes.npy"],
-    "sample": ["sample", "moses-small", "--n", "2"],
-    "evaluate": ["evaluate", "moses-small", "--n-samples", "2"],
-    "optimize": ["optimize", "--model", "moses-small", "-o", "opt"],
+    "encode": ["encode", "moses", "small.smi"],
+    "decode": ["decode", "moses", "codes.npy"],
+    "sample": ["sample", "moses", "--n", "2"],
+    "evaluate": ["evaluate", "moses", "--n-samples", "2"],
+    "optimize": ["optimize", "--model", "moses", "-o", "opt"],
     "demo": ["demo", "--quick", "--out", "demo"],
 }
 
@@ -120,7 +120,7 @@ def test_a_device_typo_is_one_line(small: Path, command: str, device: str) -> No
 def test_optimize_resume_refuses_another_pool(env: Path, moses_smiles: list[str]) -> None:
     (env / "p1.smi").write_text("\n".join(moses_smiles[:40]) + "\n")
     (env / "p2.smi").write_text("\n".join(moses_smiles[100:140]) + "\n")
-    base = ["optimize", "-m", "moses-small", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
+    base = ["optimize", "-m", "moses", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
     first = runner.invoke(app, [*base, "--pool", "p1.smi", "-n", "1"])
     assert first.exit_code == 0, first.output
     resumed = runner.invoke(app, [*base, "--pool", "p2.smi", "-n", "2", "--resume"])
@@ -149,7 +149,7 @@ def test_a_huge_smiles_is_skipped_before_rdkit(mixed: Path, processes: str) -> N
 
 def test_encode_skips_a_huge_smiles_with_a_short_reason(env: Path, moses_smiles: list[str]) -> None:
     (env / "mix.smi").write_text("\n".join(moses_smiles[:3]) + "\n" + "C" * 50_000 + "\n")
-    result = runner.invoke(app, ["encode", "moses-small", "mix.smi", "--out", "codes.npy"])
+    result = runner.invoke(app, ["encode", "moses", "mix.smi", "--out", "codes.npy"])
     assert result.exit_code == 0, result.output
     assert "mix.smi:4: skipped" in result.output and "50,000 characters" in result.output
     assert len(result.output) < 1000  # the 50,000 characters are not echoed
@@ -218,8 +218,8 @@ def test_a_failed_write_names_the_file_and_leaves_nothing(tmp_path: Path) -> Non
 
 def test_outputs_are_whole_files_with_ordinary_modes(env: Path, moses_smiles: list[str]) -> None:
     (env / "in.smi").write_text("\n".join(moses_smiles[:4]) + "\n")
-    assert runner.invoke(app, ["encode", "moses-small", "in.smi", "--out", "codes.csv"]).exit_code == 0
-    result = runner.invoke(app, ["sample", "moses-small", "--n", "4", "--out", "s.txt", "--codes", "s.npy", "--png", "s.png"])
+    assert runner.invoke(app, ["encode", "moses", "in.smi", "--out", "codes.csv"]).exit_code == 0
+    result = runner.invoke(app, ["sample", "moses", "--n", "4", "--out", "s.txt", "--codes", "s.npy", "--png", "s.png"])
     assert result.exit_code == 0, result.output
     umask = os.umask(0)
     os.umask(umask)
@@ -232,8 +232,8 @@ def test_outputs_are_whole_files_with_ordinary_modes(env: Path, moses_smiles: li
     ("args", "named"),
     [
         (["grammar", "check", "smiles", "in.smi", "--json", "adir"], "adir"),
-        (["optimize", "-m", "moses-small", "-o", "afile"], "afile"),
-        (["encode", "moses-small", "in.smi", "--out", "adir/codes.npy"], "adir/codes.npy"),
+        (["optimize", "-m", "moses", "-o", "afile"], "afile"),
+        (["encode", "moses", "in.smi", "--out", "adir/codes.npy"], "adir/codes.npy"),
     ],
 )
 def test_an_unusable_output_path_is_one_line(env: Path, args: list[str], named: str) -> None:
@@ -249,7 +249,7 @@ def test_an_unusable_output_path_is_one_line(env: Path, args: list[str], named: 
 @pytest.mark.skipif(not MOLKS.exists(), reason="needs the installed molks command")
 def test_encode_into_head_ends_without_a_traceback(env: Path, moses_smiles: list[str]) -> None:
     (env / "in.smi").write_text("\n".join(moses_smiles[:3000]) + "\n")
-    shell = f"{MOLKS} encode moses-small in.smi | head -n 2"
+    shell = f"{MOLKS} encode moses in.smi | head -n 2"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
@@ -320,7 +320,7 @@ def targets(env: Path, monkeypatch: pytest.MonkeyPatch, moses_smiles: list[str])
         sys.modules.pop(name, None)
 
 
-OPTIMIZE = ["optimize", "-m", "moses-small", "--pool", "pool.smi", "-n", "1", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
+OPTIMIZE = ["optimize", "-m", "moses", "--pool", "pool.smi", "-n", "1", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
 
 
 @pytest.mark.parametrize(
@@ -373,8 +373,8 @@ def test_a_raising_target_is_one_line_from_the_installed_command(targets: Path) 
     [
         ["grammar", "check", "smiles", "multi.csv"],
         ["data", "parse", "multi.csv", "--no-cache"],
-        ["encode", "moses-small", "multi.csv"],
-        ["optimize", "-m", "moses-small", "--pool", "multi.csv", "-o", "opt"],
+        ["encode", "moses", "multi.csv"],
+        ["optimize", "-m", "moses", "--pool", "multi.csv", "-o", "opt"],
         ["train", "multi.csv", "--out", "run", *TINY],
     ],
     ids=["grammar-check", "data-parse", "encode", "optimize", "train"],
@@ -416,17 +416,17 @@ def test_a_huge_sample_is_drawn_in_chunks_and_streamed(env: Path, monkeypatch: p
         return original(self, n, **kwargs)
 
     monkeypatch.setattr(LatentModel, "sample", spy)
-    streamed = runner.invoke(app, ["sample", "moses-small", "--n", "1000000000", "--seed", "1"])
+    streamed = runner.invoke(app, ["sample", "moses", "--n", "1000000000", "--seed", "1"])
     assert streamed.exit_code == 2 and sizes == [4, 4, 4, 4]  # never more than a chunk at once
     assert len(streamed.output.splitlines()) == 12 + 1  # three chunks printed as they came, then the error
 
     sizes.clear()
-    failed = runner.invoke(app, ["sample", "moses-small", "--n", "1000000000", "--out", "s.txt", "--codes", "s.npy"])
+    failed = runner.invoke(app, ["sample", "moses", "--n", "1000000000", "--out", "s.txt", "--codes", "s.npy"])
     assert failed.exit_code == 2 and not (env / "s.txt").exists() and not (env / "s.npy").exists()  # atomic
     assert not [p for p in os.listdir(env) if p.endswith(".tmp")]
 
     monkeypatch.setattr(LatentModel, "sample", original)
-    args = ["sample", "moses-small", "--seed", "1", "--n"]
+    args = ["sample", "moses", "--seed", "1", "--n"]
     assert runner.invoke(app, [*args, "10", "--out", "s.txt", "--codes", "s.npy"]).exit_code == 0
     assert runner.invoke(app, [*args, "10", "--codes", "s.csv"]).exit_code == 0
     assert runner.invoke(app, [*args, "4", "--out", "first.txt", "--codes", "first.npy"]).exit_code == 0
@@ -518,8 +518,9 @@ def test_runs_without_a_weights_record_still_load(trained_run: Path, tmp_path: P
     (run / "weights.sha256").unlink()  # a run trained before the record existed
     flip_a_byte(run / "model.safetensors")
     assert molks.load(run).latent_dim == 8
-    assert not (ROOT / "molks" / "models" / "moses-small" / "weights.sha256").exists()
-    molks.load("moses-small")  # the shipped model has no record
+    # The shipped model carries its record, and it matches.
+    assert (ROOT / "molks" / "models" / "moses" / "weights.sha256").is_file()
+    molks.load("moses")
 
 
 def test_saving_new_weights_never_leaves_a_record_that_refuses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -264,3 +264,14 @@ def test_cli_runs_and_reports(tiny_run: Path, pool: list[str], tmp_path: Path) -
     assert again.exit_code == 2 and "--resume" in again.output
     bad = CliRunner().invoke(app, ["--model", str(tiny_run), "--target", "nope", "--out", str(tmp_path / "x"), "--quiet"])
     assert bad.exit_code == 2 and "unknown target" in bad.output
+
+
+def test_default_pool_is_the_training_set_or_else_the_held_out_molecules(tmp_path: Path) -> None:
+    from molks.optimize.loop import OptimizeError, default_pool_file
+
+    with pytest.raises(OptimizeError, match="--pool"):
+        default_pool_file(tmp_path)
+    (tmp_path / "validation.smi").write_text("CCO\n")
+    assert default_pool_file(tmp_path) == tmp_path / "validation.smi"  # a shipped model without its training set
+    (tmp_path / "train.smi.gz").write_bytes(b"")
+    assert default_pool_file(tmp_path) == tmp_path / "train.smi.gz"

@@ -33,7 +33,7 @@ def optimize(
         ),  # \\[ : a literal bracket for rich, which renders the help
     ),
     pool: Path | None = typer.Option(
-        None, "--pool", "--data", help="Strings to start from (.smi/.txt/.csv/.tsv, optionally .gz); default: the run's train.smi.gz."
+        None, "--pool", "--data", help="Strings to start from (.smi/.txt/.csv/.tsv, optionally .gz); default: the run's train.smi.gz (its validation.smi for a model shipped without it)."
     ),
     column: str | None = typer.Option(None, "--column", help="Column of a .csv/.tsv pool (default: smiles)."),
     pool_size: int = typer.Option(2000, "--pool-size", help="Subsample the pool to this many strings (with --seed)."),
@@ -56,7 +56,7 @@ def optimize(
     """Search the latent space for strings that maximise (or, for expression, minimise) a target."""
     import molks
     from molks.optimize.acquisition import AcquisitionConfig
-    from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, file_sha256, read_pool
+    from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, default_pool_file, file_sha256, read_pool
     from molks.optimize.loop import optimize as run_loop
     from molks.optimize.surrogate import SurrogateConfig
     from molks.optimize.targets import get_target
@@ -79,7 +79,7 @@ def optimize(
     latent = molks.load(model, device=device)
     texts: list[str] = []
     resuming = resume and (out / STATE_FILE).exists()
-    source_path = pool if pool is not None else latent.run_dir / "train.smi.gz"
+    source_path = pool if pool is not None else default_pool_file(latent.run_dir)
     if not resuming:  # a resumed run has its pool in its state
         texts = read_pool(source_path, latent.is_molecular, column=column)
     # Compared on --resume when a pool is named again: another file is refused, not ignored.

@@ -51,7 +51,7 @@ from molks.optimize.surrogate import SurrogateConfig, choose_surrogate, fit_surr
 from molks.optimize.targets import Target, check_target, get_target, penalized_logp_terms, score_many
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["OptimizeConfig", "OptimizeError", "file_sha256", "optimize", "read_pool", "STATE_FILE"]
+__all__ = ["OptimizeConfig", "OptimizeError", "default_pool_file", "file_sha256", "optimize", "read_pool", "STATE_FILE"]
 
 STATE_FILE = "state.safetensors"
 STATE_VERSION = 1
@@ -111,6 +111,16 @@ class OptimizeConfig:
 
 
 # ---------------------------------------------------------------- reading and scoring
+
+
+def default_pool_file(run_dir: str | os.PathLike[str]) -> Path:
+    """Where an optimisation starts from when no pool is named: the run's training molecules
+    (``train.smi.gz``) or, for a run shipped without them (``moses``), its held-out ones."""
+    run = Path(run_dir)
+    for name in ("train.smi.gz", "validation.smi"):
+        if (run / name).is_file():
+            return run / name
+    raise OptimizeError(f"{run} holds neither train.smi.gz nor validation.smi: name a pool (--pool FILE)")
 
 
 def read_pool(path: str | os.PathLike[str], molecular: bool, column: str | None = None) -> list[str]:
