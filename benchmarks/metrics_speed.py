@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import platform
 import random
 import shlex
 import sys
@@ -29,6 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_eval import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MOSES = REPO.parent / "shared" / "data" / "moses"
@@ -39,19 +41,6 @@ def read_moses(path: Path) -> list[str]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         lines = [line.strip() for line in f]
     return [line for line in lines[1:] if line]
-
-
-def machine() -> str:
-    """CPU model, visible cores and torch threads."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
 def load() -> str:
@@ -103,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     random.Random(args.seed).shuffle(smiles)
     generated, reference = smiles[: args.n], smiles[args.n : args.n + args.n_reference]
-    print(f"$ {command}\n{machine()}\nbefore: {load()}")
+    print(f"$ {command}\n{machine(torch.device('cpu'))}\nbefore: {load()}")
 
     fcd = not args.no_fcd
     started = time.perf_counter()
