@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from molks.grammar import Grammar
-from molks.model.masked import GrammarTensors, masked_log_softmax
+from molks.model.masked import GrammarTensors, masked_log_softmax, sequence_cross_entropy
 from molks.model.networks import NetworkConfig, make_decoder, make_encoder
 from molks.model.regularizers import LatentRegularizer, make_regularizer
 
@@ -113,7 +113,7 @@ class Autoencoder(nn.Module):
             x = short
         logits = self.decoder(z, x)  # x is fed back (teacher forcing) by an autoregressive decoder
         logp = masked_log_softmax(logits, x, self.tensors.masks, self.tensors.lhs_of)
-        rec = -logp.gather(-1, x.long().unsqueeze(-1)).sum(dim=(1, 2)).mean()
+        rec = sequence_cross_entropy(logp, x).mean()
         # Greedy masked decoding returns x exactly when, fed the true prefix, the allowed output
         # with the highest score is the true one at every step: exact reconstruction for free.
         exact = (logp.detach().argmax(-1) == x).all(dim=1).float().mean()

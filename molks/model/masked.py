@@ -34,6 +34,7 @@ __all__ = [
     "grammar_cross_entropy_per_sequence",
     "grammar_tensors",
     "masked_log_softmax",
+    "sequence_cross_entropy",
 ]
 
 
@@ -156,7 +157,11 @@ def grammar_cross_entropy_per_sequence(
     logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, lhs_of: torch.Tensor
 ) -> torch.Tensor:
     """Masked cross-entropy of each sequence, summed over its L positions: [B]."""
-    logp = masked_log_softmax(logits, targets, masks, lhs_of)
+    return sequence_cross_entropy(masked_log_softmax(logits, targets, masks, lhs_of), targets)
+
+
+def sequence_cross_entropy(logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each sequence from log-probabilities logp [B, L, C] of targets [B, L]: [B]."""
     return -logp.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1).sum(dim=-1)
 
 
