@@ -68,11 +68,8 @@ def outputs(run: str, held_out: list[str], n: int, seed: int) -> tuple[str, str,
     """(regulariser, how many held-out molecules encode, the decoded molecules of each kind) of one
     run; the GMM kind is None for a run without an ex-post GMM."""
     import molks
-    from molks.evaluation import encodable, encode_sequences
-
     model = molks.load(run, device="cpu")
-    kept, sequences, _ = encodable(model, held_out)
-    codes = encode_sequences(model, sequences, 1024)
+    codes, kept, _ = model.encode(held_out, errors="skip")
     decoded = {
         "Samp.": model.decode(model.sample_latent(n, source="prior", seed=seed)),
         "GMM": None if model.ex_post is None else model.decode(model.sample_latent(n, source="ex-post", seed=seed)),

@@ -31,7 +31,6 @@ and much more data.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -104,9 +103,10 @@ def machine(device: torch.device) -> str:
 
 
 def seconds_per_epoch(run: Path) -> tuple[float, int]:
-    with open(run / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return float(np.mean([float(r["seconds"]) for r in rows])), len(rows)
+    from molks.runs import RunDir
+
+    rows = RunDir(run).read_metrics()
+    return float(np.mean([r["seconds"] for r in rows])), len(rows)
 
 
 def pct(value: float | None) -> str:
@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     from molks.dataset import load_dataset
     from molks.evaluation import evaluate
     from molks.grammar import Grammar
-    from molks.model.autoencoder import ModelConfig
-    from molks.model.networks import network_config
-    from molks.training.trainer import TrainConfig, resolve_device, train
+    from molks.training.spec import TrainConfig, TrainingSpec, train_from_file
+    from molks.training.trainer import resolve_device
 
     device = resolve_device(args.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="molks-train-eval-"))
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     train_file = read_subset(args.data_dir / "train.csv.gz", args.n_train, args.seed, out / "train_subset.smi")
     test_file = read_subset(args.data_dir / "test.csv.gz", args.n_test, args.seed, out / "test_subset.smi")
-    data = load_dataset(train_file, grammar, use_cache=False, progress=False)
+    data = load_dataset(train_file, grammar, progress=False)  # cached: each training below reads it again
     test = load_dataset(test_file, grammar, use_cache=False, progress=False)
     sequences = data.padded()
     print(f"data: {len(data)} training molecules ({len(data.failures)} rejected), {len(test)} test molecules, "
@@ -154,19 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         if run.exists():
             print(f"error: {run} exists; choose another --out", file=sys.stderr)
             return 2
-        config = ModelConfig(
-            network=network_config(args.preset, "molecules", grammar.n_outputs, sequences.shape[1], decoder=args.decoder),
-            regularizer=reg,
-            batch_size=args.batch_size,
-            grammar_hash=grammar.content_hash,
-        )
-        train_config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=str(device), patience=args.patience
-        )
+        spec = TrainingSpec(
+            regularizer=reg, preset=args.preset, decoder=args.decoder,
+            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=str(device),
+                              patience=args.patience),
+        )  # fmt: skip
         t0 = time.perf_counter()
-        train(run, sequences, data.texts, grammar, config, train_config, progress=False,
-              data_info={"source": str(args.data_dir / "train.csv.gz"), "n_items": len(data), "seed": args.seed},
-              log=lambda message, reg=reg: print(f"[{reg}] {message}", file=sys.stderr))  # fmt: skip
+        train_from_file(train_file, spec, run, progress=False,
+                        log=lambda message, reg=reg: print(f"[{reg}] {message}", file=sys.stderr))  # fmt: skip
         train_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = evaluate(molks.load(run, device=str(device)), test.texts, n_samples=args.n_samples, seed=args.seed,

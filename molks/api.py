@@ -8,23 +8,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 import torch
 
+from molks.domain import Domain, ItemError, domain_for_grammar, domain_of_config
 from molks.grammar import Grammar, GrammarError
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.prior import PriorError
 from molks.model.regularizers import ExPostGMM
+from molks.runs import RunDir
 from molks.training.checkpoint import CheckpointError, load_checkpoint, verify_weights
 from molks.training.trainer import resolve_device
 
-__all__ = ["LatentModel", "load", "pad_sequences"]
+__all__ = ["Encoding", "LatentModel", "load", "pad_sequences"]
 
 _SHIPPED_DIR = Path(__file__).resolve().parent / "models"
 
@@ -39,14 +41,31 @@ def pad_sequences(sequences: Sequence[Sequence[int]], length: int, padding_index
     return out
 
 
-class LatentModel:
-    """A trained model ready to encode text, decode latent points and sample its prior."""
+class Encoding(NamedTuple):
+    """What ``LatentModel.encode(texts, errors="skip")`` returns."""
 
-    def __init__(self, model: Autoencoder, run_dir: Path, ex_post: ExPostGMM | None, device: torch.device) -> None:
+    codes: torch.Tensor
+    """[M, D] float32 on the CPU: the codes of the texts that could be encoded, in input order."""
+    kept: list[int]
+    """The M indices (into the input) of those texts."""
+    failures: list[tuple[int, str]]
+    """(index, reason) of every text that could not be encoded."""
+
+
+class LatentModel:
+    """A trained model ready to encode text, decode latent points and sample its prior.
+
+    ``domain``: what its items are (:mod:`molks.domain`); default: its grammar's.
+    """
+
+    def __init__(
+        self, model: Autoencoder, run_dir: Path, ex_post: ExPostGMM | None, device: torch.device, domain: Domain | None = None
+    ) -> None:
         self.model = model.eval()
         self.run_dir = run_dir
         self.ex_post = ex_post
         self.device = device
+        self.domain = domain if domain is not None else domain_for_grammar(model.grammar)
 
     @property
     def grammar(self) -> Grammar:
@@ -58,7 +77,7 @@ class LatentModel:
 
     @property
     def is_molecular(self) -> bool:
-        return self.grammar.tokenizer_name == "smiles"
+        return self.domain.molecular
 
     def __repr__(self) -> str:
         c = self.model.config
@@ -68,8 +87,8 @@ class LatentModel:
         """Padded production ids [N, L] of ``texts`` (SMILES are canonicalised with RDKit first)."""
         if isinstance(texts, str):
             raise TypeError("pass a list of strings, not a single string")
-        if self.is_molecular and canonicalize:
-            texts = [_canonical(text, i) for i, text in enumerate(texts)]
+        if canonicalize:
+            texts = [_prepared(self.domain, text, i) for i, text in enumerate(texts)]
         ids = []
         for i, text in enumerate(texts):
             try:
@@ -78,13 +97,56 @@ class LatentModel:
                 raise GrammarError(err.reason, position=err.position, item=i) from None
         return torch.from_numpy(pad_sequences(ids, self.model.max_length, self.grammar.padding_index))
 
+    @overload
+    def encode(self, texts: Sequence[str], batch_size: int = ..., errors: Literal["raise"] = ...) -> torch.Tensor: ...
+
+    @overload
+    def encode(self, texts: Sequence[str], batch_size: int = ..., *, errors: Literal["skip"]) -> Encoding: ...
+
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int = 1024) -> torch.Tensor:
-        """Latent codes [N, D] (on the CPU) of SMILES strings or expressions."""
-        x = self.sequences(texts)
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 1024, errors: Literal["raise", "skip"] = "raise"
+    ) -> torch.Tensor | Encoding:
+        """Latent codes [N, D] (float32, on the CPU) of SMILES strings or expressions.
+
+        ``errors="raise"``: the first text that cannot be encoded (an invalid SMILES, a token outside
+        the grammar, no parse, a derivation longer than the model allows) is a GrammarError naming
+        its index. ``errors="skip"``: an :class:`Encoding` -- the codes [M, D] of the texts that
+        encode, their indices, and (index, reason) of the others.
+        """
+        if errors == "raise":
+            return self._codes(self.sequences(texts), batch_size)
+        if errors != "skip":
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        kept, x, failures = self._encodable(texts)
+        return Encoding(self._codes(x, batch_size), kept, failures)
+
+    def _encodable(self, texts: Sequence[str]) -> tuple[list[int], torch.Tensor, list[tuple[int, str]]]:
+        """(kept indices, their padded sequences [M, L], failures). All texts go through
+        :meth:`sequences` in one call; only when that fails are they checked one by one."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of strings, not a single string")
+        try:
+            return list(range(len(texts))), self.sequences(list(texts)), []
+        except GrammarError:
+            pass
+        kept, rows, failures = [], [], []
+        for i, text in enumerate(texts):
+            try:
+                rows.append(self.sequences([text]))
+                kept.append(i)
+            except GrammarError as err:
+                failures.append((i, err.reason))  # without the "item 0: " of the one-text call
+        x = torch.cat(rows) if rows else torch.empty(0, self.model.max_length, dtype=torch.long)
+        return kept, x, failures
+
+    def _codes(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Codes [N, D] (CPU, float32) of padded sequences [N, L], in batches on the model's device."""
+        if not len(x):
+            return torch.empty(0, self.latent_dim)
         return torch.cat(
             [self.model.encode(x[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
-        ) if len(x) else torch.empty(0, self.latent_dim)
+        )
 
     @torch.no_grad()
     def decode(
@@ -133,20 +195,9 @@ class LatentModel:
         return results
 
     def is_valid(self, text: str) -> bool:
-        """RDKit parses it (molecules), or it derives from the grammar (anything else)."""
-        if self.is_molecular:
-            from rdkit import Chem
-
-            from molks.dataset.molecules import quiet_rdkit
-
-            # Hot path of decode_robust: one RDKit parse, no second parse for a reason nobody reads.
-            with quiet_rdkit():
-                return bool(text) and Chem.MolFromSmiles(text) is not None
-        try:
-            self.grammar.parse(text)
-        except GrammarError:
-            return False
-        return True
+        """Whether ``text`` is an item of the model's domain: a molecule RDKit reads into at least
+        one atom, or a sentence of the grammar (:mod:`molks.domain`)."""
+        return self.domain.is_valid(text)
 
     @torch.no_grad()
     def sample_latent(
@@ -178,45 +229,34 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
     run = Path(name_or_path)
     if not run.exists() and (_SHIPPED_DIR / str(name_or_path)).is_dir():
         run = _SHIPPED_DIR / str(name_or_path)
-    config_path = run / "config.json"
-    if not config_path.is_file():
+    run_dir = RunDir(run)
+    if not run_dir.exists():
         shipped = sorted(p.name for p in _SHIPPED_DIR.iterdir() if p.is_dir()) if _SHIPPED_DIR.is_dir() else []
         raise CheckpointError(f"{run}: not a molks run directory (no config.json); shipped models: {shipped}")
+    doc = run_dir.read_config()
     try:
-        doc = json.loads(config_path.read_text())
         config = ModelConfig.from_dict(doc["model"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_path}: unreadable run configuration ({err})") from None
-    grammar = Grammar.load(run / doc["grammar"]["file"])
-    grammar.name = doc["grammar"].get("name", grammar.name)
-    if grammar.content_hash != config.grammar_hash:
-        raise CheckpointError(f"{run}: grammar.cfg does not match the grammar the model was trained with")
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{run_dir.config_file}: unreadable run configuration ({err})") from None
+    grammar = run_dir.read_grammar(doc)
     torch_device = resolve_device(device)
     model = Autoencoder(config, grammar)
-    state, _, _ = load_checkpoint(run / "model.safetensors")  # a damaged file: "corrupt", said first
-    verify_weights(run / "model.safetensors")  # weights altered on disk since training: refused, not used
+    state, _, _ = load_checkpoint(run_dir.weights)  # a damaged file: "corrupt", said first
+    verify_weights(run_dir.weights)  # weights altered on disk since training: refused, not used
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{run / 'model.safetensors'}: does not fit the configured model ({err})") from None
-    ex_post = None
-    if (run / "ex_post_gmm.safetensors").is_file():
-        tensors, _, _ = load_checkpoint(run / "ex_post_gmm.safetensors")
-        ex_post = ExPostGMM.from_tensors(tensors)
-        if hasattr(model.regularizer, "ex_post"):
-            model.regularizer.ex_post = ex_post  # RAE samples through it
-    return LatentModel(model.to(torch_device), run, ex_post, torch_device)
+        raise CheckpointError(f"{run_dir.weights}: does not fit the configured model ({err})") from None
+    ex_post = run_dir.read_ex_post()
+    if ex_post is not None and hasattr(model.regularizer, "ex_post"):
+        model.regularizer.ex_post = ex_post  # RAE samples through it
+    return LatentModel(model.to(torch_device), run, ex_post, torch_device, domain_of_config(doc, grammar))
 
 
-def _canonical(smiles: str, index: int) -> str:
-    from molks.dataset.molecules import MoleculeError, check_smiles
-
+def _prepared(domain: Domain, text: str, index: int) -> str:
+    """``domain.prepare(text)``; an invalid item is a GrammarError of item ``index``, as a text the
+    grammar cannot parse is (callers skip both alike)."""
     try:
-        return check_smiles(smiles)
-    except MoleculeError as err:
-        raise GrammarError(f"{_abbreviated(smiles)!r} is not a valid SMILES ({err})", item=index) from None
-
-
-def _abbreviated(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters for a one-line message (a hostile line can be megabytes)."""
-    return text if len(text) <= limit else f"{text[:limit]}..."
+        return domain.prepare(text)
+    except ItemError as err:
+        raise GrammarError(err.reason, item=index) from None

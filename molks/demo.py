@@ -12,7 +12,8 @@ Steps (each prints a progress line):
 2. :func:`molks.evaluation.evaluate`: reconstruction of held-out molecules, validity /
    uniqueness / novelty of prior samples, KS/CV distance to the prior; ``samples.png``;
 3. :func:`molks.optimize.loop.optimize`: latent-space BO of penalised logP for two iterations,
-   starting from the model's training molecules (files in ``optimize/``);
+   starting from the model's training molecules (held-out ones for a model shipped without
+   them, as ``molks optimize`` does; files in ``optimize/``);
 4. ``report.json``: the metrics, the optimisation summary, the equivalent ``molks`` commands,
    and notes on anything that came out empty (a model whose samples are all invalid gives a
    report that says so, not a crash); ``best_molecules.png`` and ``best_score.png`` are copied
@@ -226,6 +227,13 @@ def _embedded_moses() -> Path:
     return embedded_data_file("moses-sample")
 
 
+def _smiles(path: Path) -> list[str]:
+    """The SMILES of a molecule file, read as every molks command reads one."""
+    from molks.dataset.io import load_texts
+
+    return [text for _, text in load_texts(path)]
+
+
 def _train(
     out: Path, settings: DemoSettings, seed: int, device: str, progress: bool | None, log: Callable[[str], None]
 ) -> tuple[LatentModel, dict[str, Any], str]:
@@ -233,54 +241,33 @@ def _train(
     import numpy as np
 
     import molks
-    from molks.dataset import load_dataset
-    from molks.grammar import Grammar
-    from molks.model.autoencoder import ModelConfig
-    from molks.model.networks import NetworkConfig, network_config
-    from molks.training.trainer import TrainConfig, train
+    from molks.runs import RunDir
+    from molks.training.spec import TrainConfig, TrainingSpec, train_from_file
 
-    source = _embedded_moses()
-    texts = [line.split()[0] for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = _smiles(_embedded_moses())
     n = min(settings.train_size, len(texts))
     pick = np.sort(np.random.default_rng(seed).choice(len(texts), n, replace=False))
     subset = out / "train_data.smi"
-    subset.write_text("".join(f"{texts[i]}\n" for i in pick), encoding="utf-8")
+    atomic_write_text(subset, "".join(f"{texts[i]}\n" for i in pick))
 
-    grammar = Grammar.load("smiles")
-    # One process: worker processes would need the caller to guard its entry point (forkserver).
-    dataset = load_dataset(subset, grammar, use_cache=False, progress=False, processes=1)
-    sequences = dataset.padded()
-    if settings.tiny_network:  # quick mode: a network that trains in seconds (and decodes poorly)
-        network = NetworkConfig(
-            n_outputs=grammar.n_outputs, max_length=sequences.shape[1], latent_dim=8, conv_channels=(8, 8),
-            conv_kernels=(5, 5), dense_size=32, decoder_dense_size=16, gru_layers=1, gru_hidden=32,
-        )  # fmt: skip
-    else:
-        network = network_config("fast", "molecules", grammar.n_outputs, sequences.shape[1])
-    config = ModelConfig(
-        network, "gmm", settings.batch_size, regularizer_options={"n_components": 10, "sigma": 1.0},
-        grammar_hash=grammar.content_hash,
-    )  # fmt: skip
+    preset = "tiny" if settings.tiny_network else "fast"  # tiny: trains in seconds (and decodes poorly)
+    spec = TrainingSpec(preset=preset, train=TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
+                                                         seed=seed, device=device))  # fmt: skip
     run = out / "model"
     started = time.perf_counter()
-    train(
-        run, sequences, dataset.texts, grammar, config,
-        TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, seed=seed, device=device),
-        data_info={"path": str(subset), "sha256": dataset.file_sha256, "n_items": len(dataset.texts), "grammar": "smiles"},
-        log=lambda message: log(f"      {message}"), progress=progress,
-    )  # fmt: skip
+    # One process: worker processes would need the caller to guard its entry point (forkserver).
+    train_from_file(subset, spec, run, processes=1, use_cache=False, progress=progress,
+                    log=lambda message: log(f"      {message}"))  # fmt: skip
     training = {
-        "molecules": len(dataset.texts),
+        "molecules": RunDir(run).read_config()["data"]["n_items"],
         "epochs": settings.epochs,
         "batch_size": settings.batch_size,
-        "network": "tiny (quick mode)" if settings.tiny_network else "fast preset",
+        "network": f"{preset} preset",
         "seconds": time.perf_counter() - started,
     }
-    command = ["molks", "train", str(subset), "--epochs", str(settings.epochs), "--batch-size",
+    command = ["molks", "train", str(subset), "--preset", preset, "--epochs", str(settings.epochs), "--batch-size",
                str(settings.batch_size), "--seed", str(seed), "--out", str(run)]  # fmt: skip
     text = shlex.join(command)
-    if settings.tiny_network:
-        text += "  # quick mode used a tiny network that no --preset gives; this trains the fast preset"
     return molks.load(run, device=device), training, text
 
 
@@ -299,17 +286,16 @@ def _evaluate(
     latent: LatentModel, model_ref: str, out: Path, settings: DemoSettings, seed: int
 ) -> tuple[dict[str, Any], str]:
     from molks.evaluation import evaluate
+    from molks.runs import RunDir
 
     command = ["molks", "evaluate", model_ref, "--n-samples", str(settings.n_samples), "--seed", str(seed)]
-    validation = latent.run_dir / "validation.smi"
+    validation = RunDir(latent.run_dir).validation_texts()
     held_out = None
-    if settings.held_out is not None or not validation.is_file():
+    if settings.held_out is not None or validation is None:
         # A subset of the run's held-out molecules, or, for a run without them, of the embedded sample.
-        source = validation if validation.is_file() else _embedded_moses()
-        lines = [line.split()[0] for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-        held_out = lines[: settings.held_out or 1000]
+        held_out = (validation if validation is not None else _smiles(_embedded_moses()))[: settings.held_out or 1000]
         path = out / "held_out.smi"
-        path.write_text("".join(f"{t}\n" for t in held_out), encoding="utf-8")
+        atomic_write_text(path, "".join(f"{t}\n" for t in held_out))
         command += ["--data", str(path)]
     command += ["--png", str(out / "samples.png")]
     from rdkit import rdBase
@@ -332,10 +318,9 @@ def _optimize(
 ) -> tuple[dict[str, Any], str]:
     from molks.optimize.acquisition import AcquisitionConfig
     from molks.optimize.loop import OptimizeConfig, optimize, read_pool
+    from molks.runs import RunDir
 
-    pool_path = latent.run_dir / "train.smi.gz"
-    if not pool_path.is_file():
-        pool_path = _embedded_moses()
+    pool_path = RunDir(latent.run_dir).pool_file() or _embedded_moses()  # the pool `molks optimize` takes
     pool = read_pool(pool_path, molecular=True)
     config = OptimizeConfig(
         iterations=settings.iterations, decodings=settings.decodings, pool_size=settings.pool_size, seed=seed,

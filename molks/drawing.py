@@ -1,11 +1,13 @@
-"""PNG grids of molecules (RDKit ``Draw.MolsToGridImage``), the one place molks draws molecules.
+"""PNG drawings: grids of molecules (RDKit ``Draw.MolsToGridImage``), the one place molks draws
+molecules; tables of text items; matplotlib figures saved atomically.
 
 >>> from molks.drawing import draw_molecules
 >>> draw_molecules(["CCO", "c1ccccc1"], "grid.png", legends=["ethanol", "benzene"])
 PosixPath('grid.png')
 
-Used by evaluation (sampled molecules), Bayesian optimisation (best proposals with their
-scores) and notebooks (:func:`grid_png` gives the PNG bytes, :func:`grid_image` a PIL image).
+Used through :meth:`molks.domain.Domain.draw` by evaluation (sampled molecules) and Bayesian
+optimisation (best proposals with their scores), and by notebooks (:func:`grid_png` gives the PNG
+bytes, :func:`grid_image` a PIL image).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from molks.errors import MolksError
-from molks.files import atomic_write_bytes
+from molks.files import atomic_write, atomic_write_bytes
 
-__all__ = ["DrawingError", "draw_molecules", "grid_image", "grid_png"]
+__all__ = ["DrawingError", "draw_molecules", "draw_text_table", "figure", "grid_image", "grid_png", "save_figure"]
 
 MAX_LEGEND = 40  # characters; longer legends (long SMILES) are shortened with an ellipsis
 
@@ -32,7 +34,7 @@ def _molecules(
     smiles: Sequence[str], legends: Sequence[str] | None, max_molecules: int | None
 ) -> tuple[list[Any], list[str]]:
     """RDKit molecules of the readable SMILES (unreadable or empty ones are skipped), with legends."""
-    from rdkit import Chem, rdBase
+    from molks.dataset.molecules import read_smiles
 
     if isinstance(smiles, str):
         raise DrawingError("pass a list of SMILES strings, not a single string")
@@ -41,16 +43,15 @@ def _molecules(
     if max_molecules is not None and max_molecules < 1:
         raise DrawingError(f"max_molecules must be at least 1, got {max_molecules}")
     mols, names = [], []
-    with rdBase.BlockLogs():  # RDKit would print a line for every unreadable string
-        for i, text in enumerate(smiles):
-            mol = Chem.MolFromSmiles(text) if text else None
-            if mol is None or mol.GetNumAtoms() == 0:
-                continue
-            name = text if legends is None else str(legends[i])
-            mols.append(mol)
-            names.append(name if len(name) <= MAX_LEGEND else name[: MAX_LEGEND - 3] + "...")
-            if max_molecules is not None and len(mols) == max_molecules:
-                break
+    for i, text in enumerate(smiles):
+        mol = read_smiles(text)
+        if mol is None:
+            continue
+        name = text if legends is None else str(legends[i])
+        mols.append(mol)
+        names.append(name if len(name) <= MAX_LEGEND else name[: MAX_LEGEND - 3] + "...")
+        if max_molecules is not None and len(mols) == max_molecules:
+            break
     if not mols:
         # RDKit's grid drawer fails with a C++ precondition violation on an empty list.
         raise DrawingError(f"none of the {len(smiles)} strings is a molecule RDKit can read; nothing to draw")
@@ -102,3 +103,29 @@ def draw_molecules(
     target = Path(path)
     atomic_write_bytes(target, data)  # an ordinary file's mode, not the temporary file's 0600
     return target
+
+
+def draw_text_table(lines: Sequence[str], path: str | os.PathLike[str]) -> Path:
+    """Write ``lines`` as a monospace text table to a PNG at ``path`` (atomically); returns the path.
+
+    How items without a structure to draw (expressions, sentences of a user grammar) are shown.
+    """
+    if isinstance(lines, str):
+        raise DrawingError("pass a list of lines, not a single string")
+    fig = figure(8, 0.35 * len(lines) + 0.6)
+    fig.text(0.02, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=10)
+    target = Path(path)
+    save_figure(fig, target)
+    return target
+
+
+def figure(width: float, height: float) -> Any:
+    """A matplotlib Figure drawn with Agg, without pyplot: the global backend (a notebook's) stays as it is."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` as a PNG (100 dpi) to ``path``, atomically."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

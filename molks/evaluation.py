@@ -8,9 +8,10 @@
 What :func:`evaluate` measures (every fraction is in [0, 1]; a fraction whose denominator is zero
 is ``None``):
 
-* ``reconstruction``: exact-match rate of greedy decoding of the held-out items' codes. Molecules
-  match when their canonical RDKit SMILES are equal; expressions when their token sequences are
-  equal (``grammar.detokenize(grammar.tokenize(text))``, so spacing does not matter). Held-out
+* ``reconstruction``: exact-match rate of greedy decoding of the held-out items' codes: items
+  match when their canonical forms in the model's domain (:mod:`molks.domain`) are equal --
+  canonical RDKit SMILES for molecules, the token sequence for expressions
+  (``grammar.detokenize(grammar.tokenize(text))``, so spacing does not matter). Held-out
   items the model cannot encode (invalid SMILES, a token outside the grammar, a derivation longer
   than the model's length) are skipped and counted in ``held_out_skipped``.
   ``reconstruction_unfinished``: fraction of those decodings that hit the length limit.
@@ -24,11 +25,12 @@ is ``None``):
   matches shows here.
 * ``prior_*`` and ``ex_post_*``: ``n_samples`` latent points from the model's prior
   (``LatentModel.sample_latent(source="prior")``; for ``rae`` that is its ex-post GMM) and from
-  the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid / all
-  (molecules: RDKit parses it into at least one atom; expressions: it derives from the grammar,
-  i.e. decoding finished). ``uniqueness``: distinct valid / valid. ``novelty``: distinct valid not
-  in the run's training set (``train.smi.gz``, canonicalised the same way, which costs about
-  0.1 ms a training molecule) / distinct valid; None when the run has no ``train.smi.gz``.
+  the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid / all, by
+  the model's domain (molecules: RDKit reads it into at least one atom; expressions: it derives
+  from the grammar, i.e. decoding finished). ``uniqueness``: distinct valid / valid.
+  ``novelty``: distinct valid not in the run's training set (``train.smi.gz``, canonicalised the
+  same way, which costs about 0.1 ms a training molecule) / distinct valid; None when the run
+  has no ``train.smi.gz``.
   ``unfinished``: decodings that hit the length limit / all.
 * ``prior_unique@1000`` .. ``prior_weight_wasserstein`` (molecules only, else None): FCD and the
   MOSES metrics of the prior samples against ``reference`` molecules (default: the held-out
@@ -45,7 +47,6 @@ is ``None``):
 
 from __future__ import annotations
 
-import gzip
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -54,10 +55,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from molks.domain import MOLECULES
 from molks.errors import MolksError
-from molks.grammar import GrammarError
 from molks.model.prior import GaussianMixturePrior
 from molks.model.regularizers import GMMRegularizer, cv_loss, ks_loss
+from molks.runs import RunDir
 
 if TYPE_CHECKING:
     from rdkit import Chem
@@ -69,8 +71,6 @@ __all__ = [
     "EvaluationError",
     "METRIC_KEYS",
     "canonical_smiles",
-    "encodable",
-    "encode_sequences",
     "evaluate",
     "evaluation_prior",
     "format_report",
@@ -116,43 +116,19 @@ class EvaluationError(MolksError, ValueError):
 
 def read_molecule(smiles: str | None) -> Chem.Mol | None:
     """RDKit's molecule of a SMILES, or None for None, empty, unreadable or atom-less strings
-    (RDKit's error log blocked)."""
-    from rdkit import Chem, rdBase
-
-    if not smiles:
-        return None
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
+    (the rule of :class:`molks.domain.Molecules`)."""
+    return MOLECULES.read(smiles)
 
 
 def canonical_smiles(smiles: str | None) -> str | None:
     """RDKit's canonical SMILES, or None for None, empty, unreadable or atom-less strings."""
-    from rdkit import Chem
-
-    mol = read_molecule(smiles)
-    return None if mol is None else Chem.MolToSmiles(mol)
+    return MOLECULES.canonical(smiles)
 
 
 def text_normalizer(model: LatentModel) -> Callable[[str | None], str | None]:
-    """The canonical form strings of this model are compared in: canonical SMILES for molecules,
-    the detokenised token sequence for other grammars; None for what is not valid."""
-    if model.is_molecular:
-        return canonical_smiles
-    grammar = model.grammar
-
-    def normalize(text: str | None) -> str | None:
-        if text is None:
-            return None
-        try:
-            grammar.parse(text)  # valid = derives from the grammar, not just tokenises
-            return grammar.detokenize(grammar.tokenize(text))
-        except GrammarError:
-            return None
-
-    return normalize
+    """The canonical form strings of this model are compared in (its domain's): canonical SMILES for
+    molecules, the detokenised token sequence for other grammars; None for what is not valid."""
+    return model.domain.canonical
 
 
 def reconstruction_matches(
@@ -295,55 +271,14 @@ def prior_distances(
 
 def read_train_texts(run_dir: str | Path) -> list[str] | None:
     """The training texts of a run (``train.smi.gz``, one per line), or None when the run has none."""
-    path = Path(run_dir) / "train.smi.gz"
-    if not path.is_file():
-        return None
-    try:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise EvaluationError(f"{path}: unreadable ({err})") from None
+    return RunDir(run_dir).train_texts()
 
 
 def _read_validation(run_dir: Path) -> list[str]:
-    path = run_dir / "validation.smi"
-    if not path.is_file():
+    texts = RunDir(run_dir).validation_texts()
+    if texts is None:
         raise EvaluationError(f"{run_dir} has no validation.smi; pass held-out data (--data FILE)")
-    try:
-        return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise EvaluationError(f"{path}: unreadable ({err})") from None
-
-
-def encodable(model: LatentModel, texts: Sequence[str]) -> tuple[list[int], torch.Tensor, list[tuple[int, str]]]:
-    """Which texts the model can encode: (kept indices, their padded sequences [M, L], failures).
-
-    A failure is (index, reason): an invalid SMILES, a token outside the grammar, no parse, or a
-    derivation longer than the model allows. All texts go through ``LatentModel.sequences`` in
-    one call; only when that fails are they checked one by one, to find the culprits.
-    """
-    try:
-        return list(range(len(texts))), model.sequences(list(texts)), []
-    except GrammarError:
-        pass
-    kept, rows, failures = [], [], []
-    for i, text in enumerate(texts):
-        try:
-            rows.append(model.sequences([text]))
-            kept.append(i)
-        except GrammarError as err:
-            failures.append((i, err.reason))  # without the "item 0: " of the one-text call
-    seqs = torch.cat(rows) if rows else torch.empty(0, model.model.max_length, dtype=torch.long)
-    return kept, seqs, failures
-
-
-@torch.no_grad()
-def encode_sequences(model: LatentModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Codes [N, D] (CPU, float32) of padded sequences [N, L], in batches on the model's device."""
-    if not len(x):
-        return torch.empty(0, model.latent_dim)
-    parts = [model.model.encode(x[i : i + batch_size].to(model.device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(parts)
+    return texts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,6 +303,7 @@ def evaluate(
     png_molecules: int = 24,
     processes: int = 1,
     progress: bool = False,
+    reference_cache: bool | str | Path = False,
 ) -> dict[str, Any]:
     """Evaluate a trained model; see the module docstring for every metric. Returns a JSON-ready dict
     with the keys :data:`METRIC_KEYS` (fractions in [0, 1] or None when undefined).
@@ -382,6 +318,8 @@ def evaluate(
         (default: the held-out texts); distribution=False skips those metrics, fcd=False only
         FCD (the slow part); properties_png: where to draw the property histograms.
         processes: worker processes for the RDKit part of the metrics. progress: progress bars.
+        reference_cache: keep the prepared reference on disk (True: ``molks.metrics.metrics_cache_dir()``,
+        or a directory), so the next evaluation against the same reference only reads it.
     """
     started = time.perf_counter()
     if n_samples < 1:
@@ -421,7 +359,7 @@ def evaluate(
     if distribution and model.is_molecular:
         result["reference"] = "held-out items" if reference is None else f"given ({len(reference)} items)"
         metrics = _distribution(prior_texts, texts if reference is None else list(reference), train, fcd,
-                                properties_png, str(model.device), processes, progress)  # fmt: skip
+                                properties_png, str(model.device), processes, progress, reference_cache)  # fmt: skip
         result["n_reference"] = metrics["n_reference"]
         result["properties_png"] = metrics["png"]
         result.update({f"prior_{name}": metrics[name] for name in DISTRIBUTION_KEYS})
@@ -435,12 +373,12 @@ def evaluate(
         result.update(dict.fromkeys(("ks", "cv", "ks_reference", "cv_reference", "ks_ratio", "cv_ratio")))
 
     result["png"] = None
-    if png is not None and model.is_molecular:
-        from molks.drawing import DrawingError, draw_molecules
+    if png is not None and model.is_molecular:  # structures are drawn; a table of expressions is not
+        from molks.drawing import DrawingError
 
-        valid = [t for t in prior_texts if canonical_smiles(t) is not None]
+        valid = [t for t in prior_texts if model.domain.is_valid(t)]
         try:
-            result["png"] = str(draw_molecules(valid, png, max_molecules=png_molecules))
+            result["png"] = str(model.domain.draw(valid, png, max_items=png_molecules))
         except DrawingError:
             result["png"] = None  # no valid sample to draw
     result["seconds"] = time.perf_counter() - started
@@ -457,11 +395,10 @@ def _reconstruction(
     result: dict[str, Any],
 ) -> torch.Tensor:
     """Put the reconstruction metrics of the held-out texts into ``result``; returns their codes [M, D]."""
-    kept, seqs, failures = encodable(model, texts)
+    codes, kept, failures = model.encode(texts, batch_size, errors="skip")
     if not kept:
         first = failures[0]
         raise EvaluationError(f"none of the {len(texts)} held-out items can be encoded; item {first[0]}: {first[1]}")
-    codes = encode_sequences(model, seqs, batch_size)
     targets = [texts[i] for i in kept]
     decoded = model.decode(codes, batch_size=batch_size)
     matches = reconstruction_matches(decoded, targets, normalize)
@@ -491,12 +428,13 @@ def _distribution(
     device: str,
     processes: int,
     progress: bool,
+    reference_cache: bool | str | Path = False,
 ) -> dict[str, Any]:
     """:func:`molks.metrics.distribution_metrics` of the samples against the reference."""
     from molks.metrics import distribution_metrics
 
     return distribution_metrics(samples, reference, train, fcd=fcd, png=png, device=device, processes=processes,
-                                progress=progress)  # fmt: skip
+                                progress=progress, reference_cache=reference_cache)  # fmt: skip
 
 
 def _put(result: dict[str, Any], prefix: str, metrics: dict[str, Any]) -> None:

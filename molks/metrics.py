@@ -45,16 +45,29 @@ as MOSES does; ``valid`` is their fraction of the input. All SMILES are canonica
 
 A fraction or similarity that has nothing to measure (no valid molecule, no scaffold) is None.
 Fingerprints, fragments, scaffolds, properties and ChemNet statistics of a set are computed once
-(:class:`MoleculeSet`) and reused by every metric, so one reference can serve many generated sets.
+(:class:`MoleculeSet`) and reused by every metric, so one reference can serve many generated sets,
+and a prepared reference can be kept on disk (``molecule_set(..., cache=True)``, see
+:func:`metrics_cache_dir`): a later evaluation against the same reference only reads it.
+
+Speed (``benchmarks/metrics_speed.py``, ``benchmarks/RESULTS.md``): ChemNet is most of the cost
+(about 5 ms a molecule on one CPU core: its 512-unit LSTM runs over 88 steps of every SMILES, which
+``fcd`` pads to 350 characters; we keep that, as it changes the activations), so it runs in a
+background thread (torch releases the GIL) while the calling thread or the worker processes do
+the RDKit work; each distinct string of a set is featurised once, each distinct canonical SMILES
+sent through ChemNet once (a collapsed generator repeats a few molecules thousands of times).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import os
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -63,10 +76,11 @@ from typing import Any
 import numpy as np
 import torch
 from rdkit import Chem, RDConfig
-from rdkit.Chem import AllChem, QED, Crippen, Descriptors, rdFingerprintGenerator, rdSubstructLibrary
+from rdkit.Chem import QED, AllChem, rdFingerprintGenerator, rdSubstructLibrary
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from molks.dataset.progress import progress_bar
+from molks.dataset.errors import CacheWarning
+from molks.progress import progress_bar
 from molks.evaluation import EvaluationError, novelty, read_molecule
 from molks.files import atomic_write
 from molks.workers import map_in_workers
@@ -85,9 +99,12 @@ __all__ = [
     "count_similarity",
     "distribution_metrics",
     "frechet_distance",
+    "internal_diversities",
     "internal_diversity",
+    "metrics_cache_dir",
     "molecule_properties",
     "molecule_set",
+    "molecule_set_key",
     "morgan_fingerprints",
     "murcko_scaffold",
     "passes_filters",
@@ -134,6 +151,7 @@ METRIC_NAMES = (
     "weight_wasserstein", "png",
 )  # fmt: skip
 CHUNK_SIZE = 1000  # molecules per unit of work (a progress step, a task of a worker process)
+BLOCK_ELEMENTS = 1 << 25  # Tanimoto blocks hold at most this many similarities (128 MiB of float32)
 
 
 class MetricsError(EvaluationError):
@@ -181,12 +199,14 @@ def aggregated_tanimoto(
     MOSES's ``average_agg_tanimoto`` without the final mean. The intersections are one float32
     matrix product per block of ``block`` query rows (exact: counts stay below 2^24), on torch so
     that its thread setting applies; the quotients are float32 as in MOSES (within 1e-7);
-    memory is about ``2 * block * M * 4`` bytes.
+    memory is about ``2 * block * M * 4`` bytes, ``block`` lowered so that ``block * M`` stays
+    within :data:`BLOCK_ELEMENTS` (each row's result does not depend on the block size).
     """
     if agg not in ("max", "mean"):
         raise MetricsError(f"agg must be 'max' or 'mean', got {agg!r}")
     if query.ndim != 2 or stock.ndim != 2 or query.shape[1] != stock.shape[1] or not len(stock):
         raise MetricsError(f"need fingerprints [N, B] and [M>0, B], got {query.shape} and {stock.shape}")
+    block = max(1, min(block, BLOCK_ELEMENTS // len(stock)))
     s = torch.from_numpy(np.ascontiguousarray(stock, dtype=np.float32))
     s_bits = s.sum(1)
     out = np.empty(len(query), dtype=np.float64)
@@ -213,7 +233,37 @@ def snn(generated: np.ndarray, reference: np.ndarray, *, progress: bool = False)
 def internal_diversity(fingerprints: np.ndarray, p: float = 1.0, *, progress: bool = False) -> float:
     """MOSES's IntDiv_p of a set of fingerprints [N, B]: ``1 - mean_i (mean_j T(i, j)^p)^(1/p)``
     over all ordered pairs, the diagonal included (0 for N copies of one molecule)."""
-    return float(1.0 - aggregated_tanimoto(fingerprints, fingerprints, "mean", p, progress=progress).mean())
+    return internal_diversities(fingerprints, (p,), progress=progress)[0]
+
+
+def internal_diversities(
+    fingerprints: np.ndarray, ps: Sequence[float] = (1.0, 2.0), *, block: int = 1024, progress: bool = False
+) -> list[float]:
+    """:func:`internal_diversity` for each p of ``ps`` from one pass over the Tanimoto matrix.
+
+    The matrix is symmetric (the same float32 quotient either way round), so only the blocks on and
+    above the diagonal are computed, each adding to the row sums of both its rows and its columns:
+    about half the matrix products of one :func:`aggregated_tanimoto` call, shared by every p.
+    """
+    if fingerprints.ndim != 2 or not len(fingerprints):
+        raise MetricsError(f"need fingerprints [N>0, B], got {fingerprints.shape}")
+    fps = torch.from_numpy(np.ascontiguousarray(fingerprints, dtype=np.float32))
+    bits = fps.sum(1)
+    n = len(fps)
+    block = max(1, min(block, BLOCK_ELEMENTS // n))
+    sums = torch.zeros(len(ps), n, dtype=torch.float64)
+    with progress_bar(n, "Tanimoto (internal)", progress) as bar:
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            both = fps[start:stop] @ fps[start:].T  # [b, n - start]: this block's rows, columns from start on
+            sim = both / (bits[start:stop, None] + bits[None, start:] - both)
+            sim = torch.nan_to_num(sim, nan=1.0).double()  # two empty fingerprints: identical, as MOSES
+            for k, p in enumerate(ps):
+                powered = sim if p == 1 else sim**p
+                sums[k, start:stop] += powered.sum(1)
+                sums[k, stop:] += powered[:, stop - start :].sum(0)  # the mirrored blocks below the diagonal
+            bar.update(stop - start)
+    return [float(1.0 - (sums[k] / n).pow(1.0 / p).mean()) for k, p in enumerate(ps)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,10 +291,17 @@ def murcko_scaffold(mol: Chem.Mol, min_rings: int = 2) -> str | None:
 
 
 def molecule_properties(mol: Chem.Mol) -> tuple[float, float, float, float]:
-    """(Crippen logP, synthetic accessibility, QED, molecular weight): :data:`PROPERTY_NAMES`."""
+    """(Crippen logP, synthetic accessibility, QED, molecular weight): :data:`PROPERTY_NAMES`.
+
+    QED's inputs (``QED.properties``) are computed once and give logP and the weight too: they are
+    ``Crippen.MolLogP`` and ``Descriptors.MolWt`` of the molecule without explicit hydrogens, the
+    same numbers for a molecule read from SMILES (tested), and Crippen's logP, the slowest of
+    them, is no longer computed twice.
+    """
     from molks.optimize.targets import _sascorer  # the one SA-score loader of molks
 
-    return Crippen.MolLogP(mol), _sascorer().calculateScore(mol), QED.qed(mol), Descriptors.MolWt(mol)
+    inputs = QED.properties(mol)
+    return inputs.ALOGP, _sascorer().calculateScore(mol), QED.qed(mol, qedProperties=inputs), inputs.MW
 
 
 def _passes_atom_rules(mol: Chem.Mol) -> bool:
@@ -314,10 +371,25 @@ def passes_filters(mols: Sequence[Chem.Mol]) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def _chemnet_predict(model: torch.nn.Module, smiles: Sequence[str], batch_size: int, device: str) -> np.ndarray:
+    """``fcd.get_predictions`` without its worker processes and its ``np.row_stack`` (deprecated in
+    NumPy 2): the same one-hot batches (``fcd.utils.SmilesDataset``, padded to 350 characters),
+    the same model call, the same float32 activations [N, 512]."""
+    from fcd.utils import SmilesDataset, todevice
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(SmilesDataset(list(smiles)), batch_size=batch_size, num_workers=0)
+    with todevice(model, device), torch.no_grad():
+        parts = [model(batch.transpose(1, 2).float().to(device)).to("cpu").numpy().astype(np.float32)
+                 for batch in loader]  # fmt: skip
+    return np.concatenate(parts)
+
+
 def chemnet_activations(
     smiles: Sequence[str], *, device: str = "cpu", batch_size: int = 256, progress: bool = False
 ) -> np.ndarray:
-    """ChemNet's penultimate activations [N, 512] (float32) of SMILES, through ``fcd``.
+    """ChemNet's penultimate activations [N, 512] (float32) of SMILES, through ``fcd``'s model and
+    one-hot encoding.
 
     SMILES of 350 characters or more make ``fcd`` pad their batch further, which changes the
     activations slightly (``fcd`` warns); MOSES-like molecules are far shorter.
@@ -326,14 +398,63 @@ def chemnet_activations(
 
     model = fcd.load_ref_model()  # cached by fcd: loaded once per process
     parts = []
-    with progress_bar(len(smiles), "ChemNet", progress) as bar, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fcd 1.2 calls numpy's row_stack
+    with progress_bar(len(smiles), "ChemNet", progress) as bar:
         for start in range(0, len(smiles), CHUNK_SIZE):
             chunk = list(smiles[start : start + CHUNK_SIZE])
-            # n_jobs=0: one-hot encoding in this process, no DataLoader worker started per chunk
-            parts.append(fcd.get_predictions(model, chunk, batch_size=batch_size, n_jobs=0, device=device))
+            parts.append(_chemnet_predict(model, chunk, batch_size, device))
             bar.update(len(chunk))
     return np.concatenate(parts) if parts else np.zeros((0, 512), dtype=np.float32)
+
+
+class _BackgroundChemNet:
+    """ChemNet on the distinct SMILES of a set, chunk by chunk, in one background thread: torch
+    releases the GIL, so it runs while the calling thread (or worker processes) do the RDKit work.
+    ``seconds``: the CPU time of that thread (with more than one torch thread, the others' time
+    is not in it)."""
+
+    def __init__(self, device: str, batch_size: int) -> None:
+        import fcd
+
+        self.model = fcd.load_ref_model()  # in the calling thread: fcd caches it
+        self.device, self.batch_size = device, batch_size
+        self.rows: dict[str, int] = {}  # distinct SMILES -> row of the activations
+        self.jobs: list[tuple[Future[np.ndarray] | None, int]] = []  # (job, input strings it stands for)
+        self.reported = 0  # jobs already counted in the progress bar
+        self.seconds = 0.0
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="molks-chemnet")
+
+    def submit(self, smiles: Sequence[str], n_inputs: int) -> None:
+        new = [s for s in dict.fromkeys(smiles) if s not in self.rows]
+        for s in new:
+            self.rows[s] = len(self.rows)
+        self.jobs.append((self.executor.submit(self._run, new) if new else None, n_inputs))
+
+    def _run(self, smiles: list[str]) -> np.ndarray:
+        started = time.thread_time()
+        try:
+            return _chemnet_predict(self.model, smiles, self.batch_size, self.device)
+        finally:
+            self.seconds += time.thread_time() - started  # one thread: no race
+
+    def report(self, bar: Any, wait: bool = False) -> None:
+        """Count finished jobs (in order) in the progress bar; ``wait``: wait for all of them."""
+        while self.reported < len(self.jobs):
+            job, n_inputs = self.jobs[self.reported]
+            if job is not None and not wait and not job.done():
+                return
+            if job is not None:
+                job.result()  # an error in the thread is raised here
+            bar.update(n_inputs)
+            self.reported += 1
+
+    def activations(self, smiles: Sequence[str]) -> np.ndarray:
+        """The activations [len(smiles), 512] of the submitted SMILES (waits for the thread)."""
+        parts = [job.result() for job, _ in self.jobs if job is not None]
+        distinct = np.concatenate(parts) if parts else np.zeros((0, 512), dtype=np.float32)
+        return distinct[np.fromiter((self.rows[s] for s in smiles), dtype=np.intp, count=len(smiles))]
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def chemnet_statistics(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -382,8 +503,9 @@ class MoleculeSet:
     ``fragments`` / ``scaffolds``: counts of BRICS fragments / Bemis-Murcko scaffolds (2+ rings).
     ``properties``: name (:data:`PROPERTY_NAMES`) -> values [N]. ``filters`` [N] bool (None when not
     computed: MOSES filters generated molecules only). ``chemnet``: (mean [512], covariance
-    [512, 512]) of ChemNet activations (None when not computed or N < 2). ``seconds``: time per
-    step (CPU seconds summed over worker processes for the RDKit steps).
+    [512, 512]) of ChemNet activations (None when not computed or N < 2). ``seconds``: CPU seconds
+    per step (RDKit steps summed over worker processes; ``chemnet``: its thread), or
+    ``{"cache": wall seconds}`` when read from the cache. ``cached``: read from the on-disk cache.
     """
 
     n_input: int
@@ -395,6 +517,7 @@ class MoleculeSet:
     filters: np.ndarray | None = None
     chemnet: tuple[np.ndarray, np.ndarray] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
 
     def __len__(self) -> int:
         return len(self.smiles)
@@ -413,52 +536,110 @@ class _ChunkFeatures:
     seconds: dict[str, float]
 
 
-def _timed(seconds: dict[str, float], name: str, started: float) -> float:
-    now = time.perf_counter()
+def _timed(seconds: dict[str, float], name: str, started: float, clock: Any = time.perf_counter) -> float:
+    now = clock()
     seconds[name] = seconds.get(name, 0.0) + now - started
     return now
 
 
 def _chunk_features(task: tuple[list[str | None], bool]) -> _ChunkFeatures:
-    """Every RDKit feature of a chunk of strings, each molecule parsed once (runs in workers)."""
+    """Every RDKit feature of a chunk of strings (runs in workers), computed once per distinct
+    string and repeated for its copies (a collapsed generator repeats a few strings thousands of
+    times). Distinct strings, not distinct molecules: Crippen's logP sums its atoms' terms in atom
+    order, so two spellings of one molecule can differ in the last bit, and every number stays
+    what featurising each string alone gives (tested)."""
     texts, with_filters = task
     seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    mols = [m for m in map(read_molecule, texts) if m is not None]
-    smiles = [Chem.MolToSmiles(m) for m in mols]
-    t = _timed(seconds, "parse", t)
-    fingerprints = morgan_fingerprints(mols)
-    t = _timed(seconds, "fingerprints", t)
+    clock = time.thread_time  # CPU seconds of this thread: other jobs on the machine do not count
+    t = clock()
+    parsed: dict[str | None, int | None] = {}  # input string -> index into mols (None: invalid)
+    mols: list[Chem.Mol] = []
+    smiles: list[str] = []  # canonical SMILES of the distinct valid strings
+    index: list[int] = []  # for each valid input string, its index into mols
+    for text in texts:
+        if text not in parsed:
+            mol = read_molecule(text)
+            parsed[text] = None if mol is None else len(mols)
+            if mol is not None:
+                mols.append(mol)
+                smiles.append(Chem.MolToSmiles(mol))
+        if (i := parsed[text]) is not None:
+            index.append(i)
+    rows = np.asarray(index, dtype=np.intp)
+    copies = np.bincount(rows, minlength=len(mols)).tolist()
+    smiles = [smiles[i] for i in index]
+    t = _timed(seconds, "parse", t, clock)
+    fingerprints = morgan_fingerprints(mols)[rows]
+    t = _timed(seconds, "fingerprints", t, clock)
     fragments: Counter[str] = Counter()
-    for mol in mols:
-        fragments.update(brics_fragments(mol))
-    t = _timed(seconds, "fragments", t)
-    scaffolds = Counter(s for s in map(murcko_scaffold, mols) if s is not None)
-    t = _timed(seconds, "scaffolds", t)
-    properties = np.array([molecule_properties(m) for m in mols], dtype=np.float64).reshape(len(mols), 4)
-    t = _timed(seconds, "properties", t)
-    filters = passes_filters(mols) if with_filters else None
+    for mol, n in zip(mols, copies):
+        for fragment in brics_fragments(mol):
+            fragments[fragment] += n
+    t = _timed(seconds, "fragments", t, clock)
+    scaffolds: Counter[str] = Counter()
+    for mol, n in zip(mols, copies):
+        if (scaffold := murcko_scaffold(mol)) is not None:
+            scaffolds[scaffold] += n
+    t = _timed(seconds, "scaffolds", t, clock)
+    properties = np.array([molecule_properties(m) for m in mols], dtype=np.float64).reshape(len(mols), 4)[rows]
+    t = _timed(seconds, "properties", t, clock)
+    filters = passes_filters(mols)[rows] if with_filters else None
     if with_filters:
-        _timed(seconds, "filters", t)
+        _timed(seconds, "filters", t, clock)
     return _ChunkFeatures(smiles, fingerprints, fragments, scaffolds, properties, filters, seconds)
 
 
-def _all_chunk_features(
-    texts: Sequence[str | None], filters: bool, processes: int, progress: bool, description: str, chunk_size: int
-) -> list[_ChunkFeatures]:
+def _build_set(
+    texts: Sequence[str | None], filters: bool, fcd: bool, device: str, processes: int, progress: bool,
+    description: str, chunk_size: int,
+) -> MoleculeSet:  # fmt: skip
+    """Prepare a set: RDKit features chunk by chunk (here or in workers) while ChemNet runs on each
+    finished chunk's SMILES in a background thread."""
     tasks = [(list(texts[i : i + chunk_size]), filters) for i in range(0, len(texts), chunk_size)]
-    with progress_bar(len(texts), description, progress) as bar:
-        if processes <= 1 or len(tasks) <= 1:
-            parts = []
-            for task in tasks:
-                parts.append(_chunk_features(task))
+    chemnet = _BackgroundChemNet(device, batch_size=256) if fcd else None
+    parts: list[_ChunkFeatures] = []
+    steps = "RDKit + ChemNet" if fcd else "RDKit"
+    try:
+        with progress_bar(len(texts) * (2 if fcd else 1), f"{description}: {steps}", progress) as bar:
+            if processes <= 1 or len(tasks) <= 1:
+                results: Iterable[_ChunkFeatures] = map(_chunk_features, tasks)
+            else:
+                results = map_in_workers(_chunk_features, tasks, min(processes, len(tasks)))
+            for task, part in zip(tasks, results):
+                parts.append(part)
                 bar.update(len(task[0]))
-            return parts
-        parts = []
-        for task, part in zip(tasks, map_in_workers(_chunk_features, tasks, min(processes, len(tasks)))):
-            parts.append(part)
-            bar.update(len(task[0]))
-        return parts
+                if chemnet is not None:
+                    chemnet.submit(part.smiles, len(task[0]))
+                    chemnet.report(bar)
+            smiles = [s for part in parts for s in part.smiles]
+            activations = None
+            if chemnet is not None:
+                chemnet.report(bar, wait=True)
+                activations = chemnet.activations(smiles)
+    finally:
+        if chemnet is not None:
+            chemnet.close()
+    seconds: dict[str, float] = {}
+    for part in parts:
+        for name, value in part.seconds.items():
+            seconds[name] = seconds.get(name, 0.0) + value
+    properties = np.concatenate([p.properties for p in parts]) if parts else np.zeros((0, 4))
+    result = MoleculeSet(
+        n_input=len(texts),
+        smiles=smiles,
+        fingerprints=np.concatenate([p.fingerprints for p in parts]) if parts else morgan_fingerprints([]),
+        fragments=sum((p.fragments for p in parts), Counter()),
+        scaffolds=sum((p.scaffolds for p in parts), Counter()),
+        properties={name: properties[:, j] for j, name in enumerate(PROPERTY_NAMES)},
+        filters=np.concatenate([p.filters for p in parts]) if filters and parts else None,  # type: ignore[misc]
+        seconds=seconds,
+    )
+    if chemnet is not None:
+        started = time.thread_time()
+        if activations is not None and len(activations) >= 2:
+            result.chemnet = chemnet_statistics(activations)
+        result.seconds["chemnet"] = chemnet.seconds + time.thread_time() - started
+    return result
 
 
 def molecule_set(
@@ -471,40 +652,152 @@ def molecule_set(
     progress: bool = False,
     description: str = "molecules",
     chunk_size: int = CHUNK_SIZE,
+    cache: bool | str | os.PathLike[str] | None = False,
 ) -> MoleculeSet:
     """Prepare a set of molecules for :func:`distribution_metrics` (see :class:`MoleculeSet`).
 
     ``texts``: SMILES, None or unreadable strings allowed (they count as invalid). ``filters``:
     also run the MOSES filters (generated sets). ``fcd``: also compute ChemNet statistics (the slow
-    part: about 7 ms a molecule on one CPU core), on ``device``. ``processes``: worker processes
-    for the RDKit features, ``chunk_size`` molecules per task (ChemNet uses torch's threads).
+    part: about 5 ms a molecule on one CPU core), on ``device``, in a background thread that
+    overlaps the RDKit work (torch's thread setting applies to it). ``processes``: worker processes
+    for the RDKit features, ``chunk_size`` molecules per task.
+
+    ``cache``: keep the prepared set on disk and read it back when the same strings are prepared
+    again with the same settings (see :func:`molecule_set_key`); True for :func:`metrics_cache_dir`,
+    or a directory (False or None: no cache). Meant for reference sets, which are prepared again and again. The set read
+    back is the one that was built (tested); an unreadable or inconsistent file is rebuilt with a
+    :class:`~molks.dataset.CacheWarning`, and a failure to write is a warning too.
     """
     if isinstance(texts, str):
         raise MetricsError("pass a list of SMILES, not a single string")
     if chunk_size < 1 or processes < 1:
         raise MetricsError(f"chunk_size and processes must be at least 1, got {chunk_size} and {processes}")
-    parts = _all_chunk_features(texts, filters, processes, progress, f"{description}: RDKit", chunk_size)
-    seconds: dict[str, float] = {}
-    for part in parts:
-        for name, value in part.seconds.items():
-            seconds[name] = seconds.get(name, 0.0) + value
-    smiles = [s for part in parts for s in part.smiles]
-    properties = np.concatenate([p.properties for p in parts]) if parts else np.zeros((0, 4))
-    result = MoleculeSet(
-        n_input=len(texts),
-        smiles=smiles,
-        fingerprints=np.concatenate([p.fingerprints for p in parts]) if parts else morgan_fingerprints([]),
-        fragments=sum((p.fragments for p in parts), Counter()),
-        scaffolds=sum((p.scaffolds for p in parts), Counter()),
-        properties={name: properties[:, j] for j, name in enumerate(PROPERTY_NAMES)},
-        filters=np.concatenate([p.filters for p in parts]) if filters and parts else None,  # type: ignore[misc]
-        seconds=seconds,
-    )
-    if fcd and len(smiles) >= 2:
+    path = None
+    if cache is not False and cache is not None:
+        root = metrics_cache_dir() if cache is True else Path(cache).expanduser()
+        path = root / f"molecule-set-{molecule_set_key(texts, filters=filters, fcd=fcd, device=device)}.npz"
         started = time.perf_counter()
-        result.chemnet = chemnet_statistics(chemnet_activations(smiles, device=device, progress=progress))
-        result.seconds["chemnet"] = time.perf_counter() - started
+        cached = _read_cached_set(path, filters, fcd)
+        if cached is not None:
+            cached.seconds = {"cache": time.perf_counter() - started}
+            return cached
+    result = _build_set(texts, filters, fcd, device, processes, progress, description, chunk_size)
+    if path is not None:
+        _write_cached_set(path, result)
     return result
+
+
+# ----------------------------------------------------------------------------------------------
+# The on-disk cache of prepared sets
+# ----------------------------------------------------------------------------------------------
+
+CACHE_FORMAT = 1  # of the files below; part of the key
+
+
+def metrics_cache_dir() -> Path:
+    """Where prepared sets are cached: ``$MOLKS_CACHE_DIR/metrics`` if that is set (as for the
+    dataset cache), else ``$XDG_CACHE_HOME/molks/metrics``, else ``~/.cache/molks/metrics``."""
+    from molks.dataset.cache import default_cache_dir
+
+    return default_cache_dir() / "metrics"
+
+
+def molecule_set_key(texts: Sequence[str | None], *, filters: bool, fcd: bool, device: str = "cpu") -> str:
+    """The cache key of a prepared set: SHA-256 of the input strings (in order, None included:
+    the set records how many were given and which were invalid) and of everything the features
+    depend on: the settings, the fingerprint size, the RDKit and ``fcd`` versions, the device
+    type ChemNet ran on, this file format. Any change of the strings is a new key."""
+    import rdkit
+
+    digest = hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
+    parts: dict[str, Any] = {
+        "format": CACHE_FORMAT, "texts_sha256": digest, "filters": bool(filters), "fcd": bool(fcd),
+        "fingerprint": [MOSES_FINGERPRINT_BITS, 2], "scaffold_min_rings": 2, "rdkit": rdkit.__version__,
+    }  # fmt: skip
+    if fcd:
+        from importlib.metadata import version
+
+        parts.update(fcd=version("fcd"), device=torch.device(device).type)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _write_cached_set(path: Path, result: MoleculeSet) -> None:
+    """One ``.npz`` (no pickle): arrays, plus the strings and counts as a JSON byte array, written
+    atomically, so a reader sees a whole file or none."""
+    meta = {
+        "format": CACHE_FORMAT, "key": path.stem.removeprefix("molecule-set-"), "n_input": result.n_input,
+        "smiles": result.smiles, "fragments": list(result.fragments.items()),
+        "scaffolds": list(result.scaffolds.items()), "build_seconds": result.seconds,
+    }  # fmt: skip
+    arrays = {
+        "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
+        "fingerprints": np.packbits(result.fingerprints.astype(bool), axis=1),
+        "properties": np.stack([result.properties[name] for name in PROPERTY_NAMES], axis=1),
+    }
+    if result.filters is not None:
+        arrays["filters"] = result.filters
+    if result.chemnet is not None:
+        arrays["chemnet_mean"], arrays["chemnet_covariance"] = result.chemnet
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as err:
+        warnings.warn(f"could not write the metrics cache {path}: {err}", CacheWarning, stacklevel=3)
+
+
+def _read_cached_set(path: Path, filters: bool, fcd: bool) -> MoleculeSet | None:
+    """The set cached at ``path``, or None when there is none or it is unusable (with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        return _load_cached_set(path, filters, fcd)
+    except Exception as err:  # noqa: BLE001 -- any unreadable cache is rebuilt, never fatal
+        warnings.warn(f"ignoring the unusable metrics cache {path} ({type(err).__name__}: {err}); rebuilding it",
+                      CacheWarning, stacklevel=3)  # fmt: skip
+        return None
+
+
+def _load_cached_set(path: Path, filters: bool, fcd: bool) -> MoleculeSet:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    if meta["format"] != CACHE_FORMAT or meta["key"] != path.stem.removeprefix("molecule-set-"):
+        raise ValueError("the file belongs to another cache entry")
+    smiles = meta["smiles"]
+    n = len(smiles)
+    if not all(isinstance(s, str) for s in smiles) or not 0 <= n <= int(meta["n_input"]):
+        raise ValueError("bad SMILES list")
+    packed, properties = arrays["fingerprints"], arrays["properties"]
+    if packed.dtype != np.uint8 or packed.shape != (n, MOSES_FINGERPRINT_BITS // 8):
+        raise ValueError(f"fingerprints of shape {packed.shape}, expected ({n}, {MOSES_FINGERPRINT_BITS // 8})")
+    if properties.dtype != np.float64 or properties.shape != (n, len(PROPERTY_NAMES)):
+        raise ValueError(f"properties of shape {properties.shape}")
+    flags = arrays.get("filters")
+    if filters != (flags is not None) or (flags is not None and (flags.dtype != bool or flags.shape != (n,))):
+        raise ValueError("filters missing or malformed")
+    chemnet = None
+    if fcd and n >= 2:
+        mean, covariance = arrays["chemnet_mean"], arrays["chemnet_covariance"]
+        if mean.shape != (512,) or covariance.shape != (512, 512) or mean.dtype != np.float64 \
+                or covariance.dtype != np.float64 or not (np.isfinite(mean).all() and np.isfinite(covariance).all()):
+            raise ValueError("ChemNet statistics malformed")  # fmt: skip
+        chemnet = (mean, covariance)
+    counts = {}
+    for name in ("fragments", "scaffolds"):
+        pairs = [(str(k), int(v)) for k, v in meta[name]]
+        if any(v < 1 for _, v in pairs):
+            raise ValueError(f"{name}: counts below 1")
+        counts[name] = Counter(dict(pairs))
+    return MoleculeSet(
+        n_input=int(meta["n_input"]),
+        smiles=smiles,
+        fingerprints=np.unpackbits(packed, axis=1, count=MOSES_FINGERPRINT_BITS),
+        fragments=counts["fragments"],
+        scaffolds=counts["scaffolds"],
+        properties={name: properties[:, j].copy() for j, name in enumerate(PROPERTY_NAMES)},
+        filters=flags,
+        chemnet=chemnet,
+        cached=True,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -539,13 +832,13 @@ def _wasserstein(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def _as_set(texts: Sequence[str | None] | MoleculeSet, filters: bool, fcd: bool, device: str, processes: int,
-            progress: bool, description: str) -> MoleculeSet:  # fmt: skip
+            progress: bool, description: str, cache: bool | str | os.PathLike[str] = False) -> MoleculeSet:  # fmt: skip
     if isinstance(texts, MoleculeSet):
         if filters and texts.filters is None:
             raise MetricsError("the generated MoleculeSet was prepared without filters (molecule_set(..., filters=True))")
         return texts
     return molecule_set(texts, filters=filters, fcd=fcd, device=device, processes=processes, progress=progress,
-                        description=description)  # fmt: skip
+                        description=description, cache=cache)  # fmt: skip
 
 
 def distribution_metrics(
@@ -560,6 +853,7 @@ def distribution_metrics(
     processes: int = 1,
     progress: bool = False,
     timings: dict[str, float] | None = None,
+    reference_cache: bool | str | os.PathLike[str] = False,
 ) -> dict[str, Any]:
     """FCD and the MOSES metrics of ``generated`` against ``reference`` (module docstring).
 
@@ -567,12 +861,13 @@ def distribution_metrics(
     (prepare a reference once to compare many sets with it). ``train``: canonical SMILES of the
     training set, for novelty (None: novelty is None). ``fcd=False`` skips ChemNet, the slow part
     (``fcd`` is then None). ``png``: write overlaid property histograms there. ``timings``: filled
-    with the seconds of each step. Returns the keys :data:`METRIC_NAMES` (with ``unique@k`` for each
-    of ``unique_k``), JSON-ready.
+    with the CPU seconds of each step. ``reference_cache``: the ``cache`` of :func:`molecule_set`
+    for a reference given as SMILES (True: :func:`metrics_cache_dir`). Returns the keys
+    :data:`METRIC_NAMES` (with ``unique@k`` for each of ``unique_k``), JSON-ready.
     """
     clock: dict[str, float] = {}
     gen = _as_set(generated, True, fcd, device, processes, progress, "generated")
-    ref = _as_set(reference, False, fcd, device, processes, progress, "reference")
+    ref = _as_set(reference, False, fcd, device, processes, progress, "reference", reference_cache)
     if not len(ref):
         raise MetricsError(f"none of the {ref.n_input} reference molecules is valid")
     result: dict[str, Any] = {"n": gen.n_input, "valid": len(gen) / gen.n_input if gen.n_input else None}
@@ -597,24 +892,24 @@ def distribution_metrics(
 
 def _compare(gen: MoleculeSet, ref: MoleculeSet, result: dict[str, Any], fcd: bool, clock: dict[str, float],
              progress: bool) -> None:  # fmt: skip
-    """The metrics that need both sets (gen has at least one valid molecule), timed into ``clock``."""
-    t = time.perf_counter()
+    """The metrics that need both sets (gen has at least one valid molecule), their CPU seconds
+    (of every thread of this process, torch's included) into ``clock``."""
+    cpu = time.process_time
+    t = cpu()
     if fcd and gen.chemnet is not None and ref.chemnet is not None:
         result["fcd"] = frechet_distance(gen.chemnet, ref.chemnet)
-    t = _timed(clock, "fcd (Fréchet distance)", t)
+    t = _timed(clock, "fcd (Fréchet distance)", t, cpu)
     result["snn"] = snn(gen.fingerprints, ref.fingerprints, progress=progress)
-    t = _timed(clock, "snn", t)
+    t = _timed(clock, "snn", t, cpu)
     result["frag"] = count_similarity(gen.fragments, ref.fragments)
     result["scaf"] = count_similarity(gen.scaffolds, ref.scaffolds)
-    t = _timed(clock, "frag + scaf (cosine)", t)
-    result["int_div1"] = internal_diversity(gen.fingerprints, 1, progress=progress)
-    t = _timed(clock, "int_div1", t)
-    result["int_div2"] = internal_diversity(gen.fingerprints, 2, progress=progress)
-    t = _timed(clock, "int_div2", t)
+    t = _timed(clock, "frag + scaf (cosine)", t, cpu)
+    result["int_div1"], result["int_div2"] = internal_diversities(gen.fingerprints, (1, 2), progress=progress)
+    t = _timed(clock, "int_div1 + int_div2", t, cpu)
     result["filters"] = float(gen.filters.mean()) if gen.filters is not None else None
     for name in PROPERTY_NAMES:
         result[f"{name.lower()}_wasserstein"] = _wasserstein(gen.properties[name], ref.properties[name])
-    _timed(clock, "wasserstein", t)
+    _timed(clock, "wasserstein", t, cpu)
 
 
 # ----------------------------------------------------------------------------------------------

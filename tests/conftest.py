@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSES_SAMPLE = ROOT / "data" / "moses_sample.smi"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Caches (parsed datasets, prepared metric references) go to a folder of this test session,
+    never into the user's ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("molks-cache")
+    patch.setenv("MOLKS_CACHE_DIR", str(folder))
+    yield folder
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -31,24 +43,20 @@ def train_tiny(
     decoder: str = "autoregressive",
     **train_options: object,
 ) -> Path:
-    """Train a deliberately tiny model for real; returns its run directory."""
-    from molks.api import pad_sequences
-    from molks.grammar import Grammar
-    from molks.model.autoencoder import ModelConfig
-    from molks.model.networks import NetworkConfig
-    from molks.training.trainer import TrainConfig, train
+    """Train the ``tiny`` preset for real through molks's one training entry; returns the run directory.
 
-    grammar = Grammar.load(grammar_name)
-    ids = [grammar.parse(t) for t in texts]
-    length = max(map(len, ids))
-    network = NetworkConfig(
-        n_outputs=grammar.n_outputs, max_length=length, latent_dim=8, conv_channels=(8, 8), conv_kernels=(5, 5),
-        dense_size=32, decoder_dense_size=16, gru_layers=1, gru_hidden=32, decoder=decoder,
-    )
-    options = {"batch_size": 32, "epochs": epochs, "seed": 0, **train_options}
-    config = ModelConfig(network, regularizer, int(options["batch_size"]), grammar_hash=grammar.content_hash)
-    return train(run_dir, pad_sequences(ids, length, grammar.padding_index), texts, grammar, config,
-                 TrainConfig(**options), resume=resume, progress=False, log=lambda _: None)
+    The texts are written to a file beside the run (the entry trains from files, as users do)."""
+    from molks.files import atomic_write_text
+    from molks.training.spec import TrainConfig, TrainingSpec, train_from_file
+
+    data = run_dir.parent / f"{run_dir.name}-data.{'smi' if grammar_name == 'smiles' else 'txt'}"
+    atomic_write_text(data, "".join(f"{t}\n" for t in texts))  # atomic: DDP ranks write it at once
+    spec = TrainingSpec(
+        grammar=grammar_name, regularizer=regularizer, preset="tiny", decoder=decoder,
+        train=TrainConfig(**{"batch_size": 32, "epochs": epochs, "seed": 0, **train_options}),  # type: ignore[arg-type]
+    )  # fmt: skip
+    return train_from_file(data, spec, run_dir, resume=resume, processes=1, use_cache=False, progress=False,
+                           log=lambda _: None)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

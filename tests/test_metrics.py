@@ -12,21 +12,32 @@ import numpy as np
 import pytest
 from PIL import Image
 from rdkit import Chem, DataStructs, RDConfig
-from rdkit.Chem import Descriptors, rdFingerprintGenerator
+from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
+from molks.dataset import CacheWarning
 from molks.evaluation import EvaluationError
 from molks.metrics import (
     MCF_SMARTS,
     METRIC_NAMES,
+    PROPERTY_NAMES,
     MetricsError,
+    MoleculeSet,
+    _chemnet_predict,
     _pains_hits,
+    aggregated_tanimoto,
     brics_fragments,
+    chemnet_activations,
+    chemnet_statistics,
     count_similarity,
     distribution_metrics,
     frechet_distance,
+    internal_diversities,
     internal_diversity,
+    metrics_cache_dir,
+    molecule_properties,
     molecule_set,
+    molecule_set_key,
     morgan_fingerprints,
     murcko_scaffold,
     passes_filters,
@@ -196,6 +207,148 @@ def test_a_prepared_reference_and_worker_processes_give_the_same_numbers(moses_s
     timings: dict[str, float] = {}
     png = tmp_path / "plots" / "properties.png"
     with_png = distribution_metrics(gen, prepared, fcd=False, png=png, timings=timings)
-    assert with_png["png"] == str(png) and {"parse", "filters", "snn", "int_div2"} <= set(timings)
+    assert with_png["png"] == str(png) and {"parse", "filters", "snn", "int_div1 + int_div2"} <= set(timings)
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size[0] > image.size[1] > 0
+
+
+# -- speed-ups that must not change a number ------------------------------------------------------
+
+
+def test_properties_computed_once_equal_rdkit_descriptors(moses_smiles: list[str]) -> None:
+    # QED's own logP and weight stand in for Crippen.MolLogP and Descriptors.MolWt: the same numbers.
+    odd = ["[2H]C([2H])([2H])O", "[H]OC([H])([H])C", "C[C@H](N)C(=O)O", "[NH4+].[Cl-]", "c1ccccc1[N+](=O)[O-]"]
+    for mol in mols(moses_smiles[:300] + odd):
+        logp, _, qed, weight = molecule_properties(mol)
+        assert (logp, qed, weight) == (Crippen.MolLogP(mol), QED.qed(mol), Descriptors.MolWt(mol))
+
+
+def test_internal_diversities_in_one_symmetric_pass(moses_smiles: list[str]) -> None:
+    fps = morgan_fingerprints(mols(moses_smiles[:70] + moses_smiles[:5]))  # with duplicates
+    fps = np.concatenate([fps, np.zeros((2, fps.shape[1]), dtype=np.uint8)])  # two empty fingerprints
+    one, two = internal_diversities(fps, (1, 2), block=16)  # blocks that do not divide 77
+    for p, value in ((1, one), (2, two)):
+        expected = 1.0 - aggregated_tanimoto(fps, fps, "mean", p).mean()
+        assert value == pytest.approx(expected, abs=1e-12)
+        assert internal_diversity(fps, p) == pytest.approx(expected, abs=1e-12)
+
+
+def test_chemnet_matches_the_fcd_package(moses_smiles: list[str]) -> None:
+    import fcd
+
+    sample = moses_smiles[:20]
+    model = fcd.load_ref_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fcd 1.2 calls numpy's row_stack
+        expected = fcd.get_predictions(model, sample, batch_size=8, n_jobs=0, device="cpu")
+    assert np.array_equal(_chemnet_predict(model, sample, 8, "cpu"), expected)
+    # Prepared with ChemNet in the background thread, distinct molecules once: the same statistics.
+    texts = sample + sample[:6] + [None]
+    prepared = molecule_set(texts, chunk_size=7)
+    direct = chemnet_statistics(chemnet_activations(prepared.smiles))
+    assert prepared.chemnet is not None and "chemnet" in prepared.seconds
+    for got, want in zip(prepared.chemnet, direct):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    # With the RDKit work in worker processes, ChemNet still runs beside it: the same set.
+    assert_same_set(molecule_set(texts, chunk_size=7, processes=2), prepared)
+
+
+def test_duplicates_are_featurised_once_with_the_same_result(moses_smiles: list[str]) -> None:
+    # A chunk computes features once per distinct string; chunks of one string cannot.
+    spelled = ["OCC", "C(O)C", "CCO", "OCC"]  # one molecule, three spellings (their logP differ in the last bit)
+    texts = moses_smiles[:12] + moses_smiles[:4] + spelled + [None, "C1CC"]
+    together = molecule_set(texts, filters=True, fcd=False)
+    alone = molecule_set(texts, filters=True, fcd=False, chunk_size=1)
+    assert_same_set(together, alone)
+    assert together.smiles[-4:] == ["CCO"] * 4
+
+
+# -- the on-disk cache of prepared sets -----------------------------------------------------------
+
+
+def assert_same_set(a: MoleculeSet, b: MoleculeSet) -> None:
+    """Every field the metrics read is equal (seconds and the cached flag may differ)."""
+    assert a.n_input == b.n_input and a.smiles == b.smiles
+    assert a.fingerprints.dtype == b.fingerprints.dtype and np.array_equal(a.fingerprints, b.fingerprints)
+    assert a.fragments == b.fragments and a.scaffolds == b.scaffolds
+    assert set(a.properties) == set(b.properties) == set(PROPERTY_NAMES)
+    for name in PROPERTY_NAMES:
+        assert np.array_equal(a.properties[name], b.properties[name])
+    assert (a.filters is None) == (b.filters is None)
+    if a.filters is not None:
+        assert np.array_equal(a.filters, b.filters)
+    assert (a.chemnet is None) == (b.chemnet is None)
+    if a.chemnet is not None and b.chemnet is not None:
+        assert np.array_equal(a.chemnet[0], b.chemnet[0]) and np.array_equal(a.chemnet[1], b.chemnet[1])
+
+
+def test_the_cache_gives_back_the_same_set_and_metrics(moses_smiles: list[str], tmp_path: Path) -> None:
+    reference = moses_smiles[200:230] + [None, "not a molecule", moses_smiles[200]]
+    generated = moses_smiles[:25]
+    built = molecule_set(reference, cache=tmp_path)
+    assert not built.cached and len(list(tmp_path.glob("molecule-set-*.npz"))) == 1
+    read = molecule_set(reference, cache=tmp_path)
+    assert read.cached and set(read.seconds) == {"cache"}
+    assert_same_set(read, built)
+    assert_same_set(read, molecule_set(reference))  # and no cache at all
+    direct = distribution_metrics(generated, reference, train=set())
+    assert distribution_metrics(generated, reference, train=set(), reference_cache=tmp_path) == direct
+    # Generated sets (with filters) round-trip too; so does an empty set.
+    flagged = molecule_set(generated, filters=True, fcd=False, cache=tmp_path)
+    assert_same_set(molecule_set(generated, filters=True, fcd=False, cache=tmp_path), flagged)
+    empty = molecule_set([None, "C1CC"], cache=tmp_path)
+    assert_same_set(molecule_set([None, "C1CC"], cache=tmp_path), empty)
+
+
+def test_a_corrupt_cache_file_is_rebuilt_with_a_warning(moses_smiles: list[str], tmp_path: Path) -> None:
+    reference = moses_smiles[300:320]
+    built = molecule_set(reference, fcd=False, cache=tmp_path)
+    (path,) = tmp_path.glob("molecule-set-*.npz")
+    good = path.read_bytes()
+    for damage in (good[: len(good) // 2], b"not an npz file", b""):
+        path.write_bytes(damage)
+        with pytest.warns(CacheWarning, match="unusable metrics cache"):
+            rebuilt = molecule_set(reference, fcd=False, cache=tmp_path)
+        assert not rebuilt.cached
+        assert_same_set(rebuilt, built)
+        assert path.read_bytes() == good or molecule_set(reference, fcd=False, cache=tmp_path).cached  # rewritten
+    # A whole file of another entry under this entry's name is refused too.
+    other = molecule_set(moses_smiles[400:410], fcd=False, cache=tmp_path / "other")
+    assert other is not None
+    (other_path,) = (tmp_path / "other").glob("molecule-set-*.npz")
+    path.write_bytes(other_path.read_bytes())
+    with pytest.warns(CacheWarning, match="another cache entry"):
+        assert_same_set(molecule_set(reference, fcd=False, cache=tmp_path), built)
+    # A cache that cannot be written is a warning, not an error.
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    with pytest.warns(CacheWarning, match="could not write"):
+        assert_same_set(molecule_set(reference, fcd=False, cache=blocked / "cache"), built)
+
+
+def test_the_cache_key_changes_with_the_reference_and_the_settings(moses_smiles: list[str]) -> None:
+    reference = moses_smiles[:50]
+    key = molecule_set_key(reference, filters=False, fcd=True)
+    assert key == molecule_set_key(list(reference), filters=False, fcd=True)
+    changed = [
+        reference[:49],  # one molecule fewer
+        reference[:49] + ["CCO"],  # one molecule other
+        reference[::-1],  # another order
+        reference + [None],  # an invalid item more
+        ["C(O)C" if s == reference[0] else s for s in reference],  # one respelled
+    ]
+    keys = {molecule_set_key(r, filters=False, fcd=True) for r in changed}
+    keys |= {molecule_set_key(reference, filters=True, fcd=True), molecule_set_key(reference, filters=False, fcd=False)}
+    assert key not in keys and len(keys) == len(changed) + 2
+
+
+def test_the_cache_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MOLKS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert metrics_cache_dir() == tmp_path / "xdg" / "molks" / "metrics"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # the XDG spec says: ignore it
+    assert metrics_cache_dir() == Path.home() / ".cache" / "molks" / "metrics"
+    monkeypatch.setenv("MOLKS_CACHE_DIR", str(tmp_path / "mine"))  # molks's own setting comes first
+    assert metrics_cache_dir() == tmp_path / "mine" / "metrics"
+    molecule_set(["CCO", "CCN"], fcd=False, cache=True)
+    assert len(list((tmp_path / "mine" / "metrics").glob("molecule-set-*.npz"))) == 1

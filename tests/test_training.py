@@ -191,7 +191,7 @@ def test_training_without_a_terminal_logs_progress_within_each_epoch(
     from molks.training import trainer
 
     monkeypatch.setattr(trainer, "PROGRESS_LINE_SECONDS", 0.0)  # a line after every batch
-    monkeypatch.setattr(trainer, "_progress_bar", lambda *args: None)  # no terminal, even under pytest -s
+    monkeypatch.setattr(trainer, "showing", lambda enabled: False)  # no terminal, even under pytest -s
     grammar = Grammar.load("smiles")
     ids = [grammar.parse(t) for t in moses_smiles[:96]]
     length = max(map(len, ids))

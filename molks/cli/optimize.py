@@ -81,7 +81,7 @@ def optimize(
     resuming = resume and (out / STATE_FILE).exists()
     source_path = pool if pool is not None else default_pool_file(latent.run_dir)
     if not resuming:  # a resumed run has its pool in its state
-        texts = read_pool(source_path, latent.is_molecular, column=column)
+        texts = read_pool(source_path, latent.domain, column=column)
     # Compared on --resume when a pool is named again: another file is refused, not ignored.
     pool_sha256 = file_sha256(source_path) if pool is not None or not resuming else None
     summary = run_loop(

@@ -29,9 +29,13 @@ _ARRAYS = ("key", "ids", "lengths", "line_numbers", "text_blob", "text_offsets")
 
 
 def default_cache_dir() -> Path:
-    """``$MOLKS_CACHE_DIR`` if set, else ``~/.cache/molks``."""
+    """molks's cache folder: ``$MOLKS_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/molks`` (an absolute
+    ``XDG_CACHE_HOME``, as the XDG specification requires), else ``~/.cache/molks``."""
     configured = os.environ.get("MOLKS_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "molks"
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.path.expanduser(os.environ.get("XDG_CACHE_HOME", ""))
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "molks"
 
 
 def cache_key(**parts: Any) -> str:

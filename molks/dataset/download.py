@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from molks.dataset.errors import DatasetError
-from molks.dataset.progress import progress_bar
+from molks.progress import progress_bar
 from molks.files import atomic_write, file_sha256
 
 __all__ = ["DATASETS", "RemoteDataset", "download", "download_dataset", "file_sha256"]

@@ -14,7 +14,7 @@ from rdkit import Chem, RDLogger, rdBase
 
 from molks.errors import MolksError
 
-__all__ = ["MAX_SMILES_LENGTH", "MoleculeError", "check_smiles", "quiet_rdkit", "silence_rdkit", "too_long"]
+__all__ = ["MAX_SMILES_LENGTH", "MoleculeError", "check_smiles", "quiet_rdkit", "read_smiles", "silence_rdkit", "too_long"]
 
 # RDKit takes seconds on a SMILES of ten thousand atoms and crashes (or runs for minutes) on fifty
 # thousand, so longer strings never reach it. Drug-like datasets stay far below (ZINC: ~120 characters).
@@ -28,6 +28,20 @@ class MoleculeError(MolksError, ValueError):
     """RDKit rejects a SMILES string; the message is RDKit's reason."""
 
 
+def read_smiles(smiles: str | None) -> Chem.Mol | None:
+    """RDKit's molecule of ``smiles``, or None where molks sees no molecule: None or empty, longer
+    than :data:`MAX_SMILES_LENGTH` (never handed to RDKit), unreadable, or without atoms.
+
+    The one rule of what a molecule is (:class:`molks.domain.Molecules` applies it everywhere);
+    one RDKit parse, its log blocked, no reason worked out (:func:`check_smiles` gives one).
+    """
+    if not smiles or too_long(smiles) is not None:
+        return None
+    with rdBase.BlockLogs():  # costs nothing measurable; keeps RDKit from printing to stderr
+        mol = Chem.MolFromSmiles(smiles)
+    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
+
+
 def check_smiles(smiles: str, *, canonicalize: bool = True) -> str:
     """``smiles`` checked by RDKit (parsed and sanitised) and, if ``canonicalize``, rewritten in
     RDKit's canonical isomeric form (``Chem.MolToSmiles`` defaults).
@@ -35,19 +49,23 @@ def check_smiles(smiles: str, *, canonicalize: bool = True) -> str:
     >>> check_smiles("OCC")
     'CCO'
 
-    Raises :class:`MoleculeError` with RDKit's reason when RDKit cannot read it, or when it has no
-    atoms, or without asking RDKit when it is longer than :data:`MAX_SMILES_LENGTH`.
+    Raises :class:`MoleculeError` with the reason when :func:`read_smiles` finds no molecule in it:
+    longer than :data:`MAX_SMILES_LENGTH` (RDKit is not asked), RDKit's reason, or no atoms.
     """
+    mol = read_smiles(smiles)
+    if mol is None:
+        raise MoleculeError(_why_not_a_molecule(smiles))
+    return Chem.MolToSmiles(mol) if canonicalize else smiles
+
+
+def _why_not_a_molecule(smiles: str) -> str:
+    """Why :func:`read_smiles` gives None for ``smiles`` (RDKit parses it again: failures are rare)."""
     reason = too_long(smiles)
     if reason is not None:
-        raise MoleculeError(reason)
-    with rdBase.BlockLogs():  # costs nothing measurable; keeps RDKit from printing to stderr
+        return reason
+    with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise MoleculeError(_rdkit_reason(smiles))
-    if mol.GetNumAtoms() == 0:
-        raise MoleculeError("RDKit reads no atoms in it")
-    return Chem.MolToSmiles(mol) if canonicalize else smiles
+    return "RDKit reads no atoms in it" if mol is not None else _rdkit_reason(smiles)
 
 
 def too_long(smiles: str) -> str | None:

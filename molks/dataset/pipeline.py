@@ -22,7 +22,8 @@ from molks.dataset.cache import cache_key, default_cache_dir, read_cache, write_
 from molks.dataset.errors import DatasetError
 from molks.dataset.io import read_bytes, texts_from_bytes
 from molks.dataset.parsed import Failure, ParsedDataset, ids_dtype
-from molks.dataset.progress import progress_bar
+from molks.progress import progress_bar
+from molks.domain import domain_for_grammar
 from molks.grammar import AmbiguityError, Grammar, GrammarError, TokenizeError
 from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
 
@@ -49,10 +50,10 @@ def load_dataset(
 ) -> ParsedDataset:
     """Read, check and parse every item of a dataset file (see :func:`molks.dataset.load_texts` for formats).
 
-    For a SMILES grammar (``grammar.tokenizer_name == "smiles"``) every item goes through RDKit
-    first: unreadable molecules are rejected with RDKit's reason, and the rest are rewritten as
-    canonical SMILES unless ``canonicalize=False``. Other grammars (e.g. arithmetic) skip RDKit and
-    take whole lines. Items that fail (empty, invalid SMILES, a token outside the grammar, no
+    For molecules (the domain of a grammar with the SMILES tokenizer, see
+    :func:`molks.domain.domain_for_grammar`) every item goes through RDKit first: unreadable
+    molecules are rejected with RDKit's reason, and the rest are rewritten as canonical SMILES
+    unless ``canonicalize=False``. Other grammars (e.g. arithmetic) skip RDKit and take whole lines. Items that fail (empty, invalid SMILES, a token outside the grammar, no
     parse, a derivation longer than ``max_length``) are skipped and listed in ``failures``;
     ``strict=True`` raises a :class:`DatasetError` naming the first one's line instead.
 
@@ -71,12 +72,13 @@ def load_dataset(
         grammar = Grammar.load(grammar)
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
-    molecules = grammar.tokenizer_name == "smiles"
+    domain = domain_for_grammar(grammar)
+    molecules = domain.molecular
     options = {
         "column": column,
         "canonicalize": bool(canonicalize and molecules),
         "rdkit": molecules,
-        "whole_lines": not molecules,
+        "whole_lines": domain.whole_lines,
         "max_length": max_length,
     }
     data = read_bytes(path)
@@ -97,7 +99,7 @@ def load_dataset(
             cached.seconds = time.perf_counter() - started
             return cached
 
-    items = texts_from_bytes(path, data, column, whole_lines=not molecules)
+    items = texts_from_bytes(path, data, column, whole_lines=domain.whole_lines)
     del data
     texts, ids, lengths, lines, failures = parse_items(
         items,

@@ -211,6 +211,8 @@ class _Preset:
 # "small": the GVAE's shapes sized for ~20k molecules on a 2-core CPU.
 # "fast": a bidirectional-GRU encoder and a one-layer GRU decoder: on the CPU it trains 1.5x as
 #   many molecules per second as "small" and learns more per molecule (benchmarks/RESULTS.md).
+# "tiny": a few thousand weights that train in seconds (tests, the quick demo, smoke runs); it
+#   decodes poorly.
 PRESETS: dict[str, dict[str, _Preset]] = {
     "fast": {
         "molecules": _Preset(56, (9, 9, 10), (9, 9, 11), 256, None, 1, 256, encoder="gru", encoder_size=128),
@@ -223,6 +225,10 @@ PRESETS: dict[str, dict[str, _Preset]] = {
     "small": {
         "molecules": _Preset(56, (9, 9, 10), (9, 9, 11), 256, None, 2, 256),
         "expressions": _Preset(25, (2, 3, 4), (2, 3, 4), 100, None, 2, 64),
+    },
+    "tiny": {
+        "molecules": _Preset(8, (8, 8), (5, 5), 32, 16, 1, 32),
+        "expressions": _Preset(8, (8, 8), (5, 5), 32, 16, 1, 32),
     },
 }
 

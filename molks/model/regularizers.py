@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from molks.checks import is_int, is_number
 from molks.errors import MolksError
 from molks.model.prior import GaussianMixturePrior, PriorError
 
@@ -663,26 +663,18 @@ def regularizer_options(name: str) -> dict[str, tuple[Any, str]]:
 # What each option accepts (names mean the same in every regulariser that has them): a predicate
 # and the phrase for the error. Checked before anything is built, so that a typo in a training
 # option is reported before a run directory is written.
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
 _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n_components": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "sigma": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
-    "radius": (lambda v: v is None or (_is_number(v) and v >= 0), "null or a finite number >= 0"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "n_weight_batches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "beta": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
-    "encoder_std": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
-    "decoder_weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
-    "weight": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "n_components": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "sigma": (lambda v: is_number(v) and v > 0, "a finite number > 0"),
+    "radius": (lambda v: v is None or (is_number(v) and v >= 0), "null or a finite number >= 0"),
+    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "n_weight_batches": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "beta": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
+    "encoder_std": (lambda v: is_number(v) and v > 0, "a finite number > 0"),
+    "decoder_weight_decay": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
+    "weight": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
     "scales": (
-        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_number(s) and s > 0 for s in v),
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(is_number(s) and s > 0 for s in v),
         "a non-empty list of finite numbers > 0",
     ),
 }

@@ -4,35 +4,27 @@
     -> score -> append -> refit ... for ``iterations`` rounds.
 
 Everything an iteration needs is derived from (seed, iteration) and the state saved after the
-previous one (every evaluated code and value, the trust region), so a killed run resumed with
-``resume=True`` writes exactly the ``candidates.csv`` an uninterrupted run writes.
+previous one (every evaluated code and value, the trust region: :mod:`molks.optimize.state`), so a
+killed run resumed with ``resume=True`` writes exactly the ``candidates.csv`` an uninterrupted run
+writes.
 
-Files in ``out_dir``, all rewritten atomically after every iteration:
+The loop works in values to maximise only: the target's scores become values once, through
+:meth:`~molks.optimize.targets.Target.objective`, as they are scored. After every iteration it
+saves ``state.safetensors`` and has :mod:`molks.optimize.report` render the report from it
+(``candidates.csv``, ``summary.json``, ``best_molecules.png``, ``best_score.png``).
 
-- ``state.safetensors``  codes, values and bookkeeping; the source of truth for resuming
-- ``candidates.csv``     every evaluated code: iteration (0 = the starting pool), latent
-  columns z0.., string, valid, score, and for ``logp`` its terms (logp, sa, cycle)
-- ``summary.json``       top-k proposals, fraction valid, average valid score, seconds per
-  iteration and phase, the settings, held-out GP metrics when computed
-- ``best_molecules.png`` RDKit grid of the best proposals with their scores (expressions:
-  the same as a text table)
-- ``best_score.png``     best score found against the number of evaluated proposals
-
-Invalid proposals (not decodable, or not a molecule RDKit reads) are kept in the GP's data
-with the worst value of the starting pool (as the Grammar VAE protocol does), so the GP learns
-to avoid regions that do not decode; targets with an ``invalid_score`` use that instead.
+Invalid proposals (not decodable, or not an item of the model's domain, e.g. not a molecule RDKit
+reads) are kept in the GP's data with the worst value of the starting pool (as the Grammar VAE
+protocol does), so the GP learns to avoid regions that do not decode; targets with an
+``invalid_score`` use that instead.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
-import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,19 +35,35 @@ import numpy as np
 import torch
 
 from molks.api import LatentModel
+from molks.domain import MOLECULES, TEXT, Domain
 from molks.errors import MolksError, file_access
-from molks.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
-from molks.grammar import GrammarError
-from molks.optimize.acquisition import AcquisitionConfig, TrustRegion, bounding_box, propose
-from molks.optimize.surrogate import SurrogateConfig, choose_surrogate, fit_surrogate, heldout_metrics
-from molks.optimize.targets import Target, check_target, get_target, penalized_logp_terms, score_many
-from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molks.files import file_sha256
+from molks.optimize.acquisition import (
+    AcquisitionConfig,
+    TrustRegion,
+    bounding_box,
+    propose,
+)
+from molks.optimize.report import write_report
+from molks.optimize.state import STATE_FILE, STATE_VERSION, OptimizationState
+from molks.optimize.surrogate import (
+    SurrogateConfig,
+    choose_surrogate,
+    fit_surrogate,
+    heldout_metrics,
+)
+from molks.optimize.targets import (
+    Target,
+    Terms,
+    check_target,
+    get_target,
+    score_terms_many,
+)
+from molks.progress import progress_bar, showing
+from molks.runs import RunDir
 
-__all__ = ["OptimizeConfig", "OptimizeError", "default_pool_file", "file_sha256", "optimize", "read_pool", "STATE_FILE"]
+__all__ = ["STATE_FILE", "OptimizeConfig", "OptimizeError", "default_pool_file", "file_sha256", "optimize", "read_pool"]
 
-STATE_FILE = "state.safetensors"
-STATE_VERSION = 1
-LOGP_TERMS = ("logp", "sa", "cycle")
 logger = logging.getLogger("molks.optimize")
 
 
@@ -116,78 +124,24 @@ class OptimizeConfig:
 def default_pool_file(run_dir: str | os.PathLike[str]) -> Path:
     """Where an optimisation starts from when no pool is named: the run's training molecules
     (``train.smi.gz``) or, for a run shipped without them (``moses``), its held-out ones."""
-    run = Path(run_dir)
-    for name in ("train.smi.gz", "validation.smi"):
-        if (run / name).is_file():
-            return run / name
-    raise OptimizeError(f"{run} holds neither train.smi.gz nor validation.smi: name a pool (--pool FILE)")
+    pool = RunDir(run_dir).pool_file()
+    if pool is None:
+        raise OptimizeError(f"{run_dir} holds neither train.smi.gz nor validation.smi: name a pool (--pool FILE)")
+    return pool
 
 
-def read_pool(path: str | os.PathLike[str], molecular: bool, column: str | None = None) -> list[str]:
-    """Strings of a pool file (.smi/.txt/.csv/.tsv, optionally .gz): SMILES, or one expression per line."""
-    from molks.dataset.io import load_texts
-
-    return [text for _, text in load_texts(path, column=column, whole_lines=not molecular)]
-
-
-def _logp_terms_batch(smiles: list[str]) -> list[dict[str, float] | None]:
-    return [None if t is None else dict(t) for t in map(penalized_logp_terms, smiles)]
+def read_pool(path: str | os.PathLike[str], molecular: Domain | bool, column: str | None = None) -> list[str]:
+    """Strings of a pool file (.smi/.txt/.csv/.tsv, optionally .gz) read as items of the model's
+    domain (pass ``model.domain``): SMILES, or one expression per line. A bool still says which:
+    True for SMILES, False for lines of text."""
+    domain = molecular if isinstance(molecular, Domain) else MOLECULES if molecular else TEXT
+    return [text for _, text in domain.read_items(path, column)]
 
 
-def _score_rows(target: Target, texts: list[str], processes: int | None) -> list[dict[str, float] | None]:
-    """{"score", and for logp its terms} per text (None: invalid), in parallel for large batches."""
-    if target.name == "logp":
-        # score_many's process pool maps any picklable list -> list function; the terms include the score.
-        return score_many(Target("logp-terms", _logp_terms_batch), texts, processes)  # type: ignore[arg-type]
-    return [None if s is None else {"score": s} for s in score_many(target, texts, processes)]
-
-
-def _encodable(model: LatentModel, texts: list[str]) -> tuple[list[str], torch.Tensor, int]:
+def _encoded(model: LatentModel, texts: list[str]) -> tuple[list[str], torch.Tensor, int]:
     """(texts that encode, their codes [M, D] float64, number dropped)."""
-    try:
-        return texts, model.encode(texts).double(), 0
-    except GrammarError:
-        pass
-    keep = []
-    for text in texts:  # slow path: find the items the grammar or the model's length limit rejects
-        try:
-            model.sequences([text])
-        except GrammarError:
-            continue
-        keep.append(text)
-    return keep, (model.encode(keep).double() if keep else torch.empty(0, model.latent_dim, dtype=torch.float64)), len(texts) - len(keep)
-
-
-# ---------------------------------------------------------------- state
-
-
-@dataclass
-class _State:
-    """Everything evaluated so far; rows align with X and Y."""
-
-    X: torch.Tensor  # [N, D] float64 codes
-    Y: torch.Tensor  # [N] float64 values to maximise (invalid: fill value)
-    box: torch.Tensor  # [2, D] bounding box of the pool's codes
-    rows: list[dict[str, Any]]  # iteration, string, valid, score, terms
-    meta: dict[str, Any]  # identity, completed, fill, trust region, timings, held-out metrics
-    gp: dict[str, torch.Tensor] = field(default_factory=dict)  # last fit's hyperparameters (warm start)
-
-    def save(self, path: Path) -> None:
-        tensors = {"X": self.X, "Y": self.Y, "box": self.box, **{f"gp.{k}": v for k, v in self.gp.items()}}
-        save_checkpoint(path, tensors, {**self.meta, "rows": self.rows})
-
-    @classmethod
-    def load(cls, path: Path) -> _State:
-        tensors, meta, _ = load_checkpoint(path)
-        try:
-            rows = meta.pop("rows")
-            gp = {k[len("gp."):]: v for k, v in tensors.items() if k.startswith("gp.")}
-            state = cls(tensors["X"], tensors["Y"], tensors["box"], rows, meta, gp)
-        except KeyError as err:
-            raise CheckpointError(f"{path}: not an optimisation state (missing {err})") from None
-        if meta.get("version") != STATE_VERSION or len(rows) != len(state.X) or len(state.Y) != len(state.X):
-            raise CheckpointError(f"{path}: inconsistent or unsupported optimisation state")
-        return state
+    codes, kept, failures = model.encode(texts, errors="skip")
+    return [texts[i] for i in kept], codes.double(), len(failures)
 
 
 # ---------------------------------------------------------------- the loop
@@ -249,13 +203,14 @@ def _optimize(
     if state_path.exists():
         if not resume:
             raise OptimizeError(f"{out} already holds an optimisation run; pass --resume to continue it or choose another --out")
-        state = _State.load(state_path)
+        state = OptimizationState.load(state_path)
         if state.meta["identity"] != identity:
             saved = state.meta["identity"]
             diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
             raise OptimizeError(f"--resume: {out} was started with different {', '.join(diff)}; use another --out")
         _check_same_pool(out, state.meta["pool"], pool_source, pool_sha256)
         check_target(target, [r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])
+        state.meta.setdefault("domain", model.domain.name)  # a state saved before the domain was
         log(f"resuming {out} after iteration {state.meta['completed']}")
     else:
         check_target(target, [pool] if isinstance(pool, str) else pool)  # a broken target: found before encoding
@@ -263,11 +218,10 @@ def _optimize(
         state.meta["pool"]["file_sha256"] = pool_sha256
         with file_access(out, "cannot create the output directory"):
             out.mkdir(parents=True, exist_ok=True)
-        state.save(state_path)
-        _write_outputs(out, state, model, target, config)
+    # The settings of this call (more iterations, other workers on resume): the report shows them.
+    state.meta["settings"] = {"target": target.name, **config.to_dict()}
+    summary = _publish(out, state)
 
-    if state.meta["completed"] >= config.iterations:
-        _write_outputs(out, state, model, target, config)  # a resume with nothing left to do: refresh the files
     bar = _progress(config.iterations, state.meta["completed"], progress)
     with contextlib.ExitStack() as stack:
         if bar is not None:
@@ -275,8 +229,17 @@ def _optimize(
 
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
             stack.callback(bar.close)
-        _run_iterations(state, state_path, out, model, target, config, bar, log)
-    return _summary(state, target, config)
+        while state.meta["completed"] < config.iterations:
+            _iterate(state, model, target, config, state.meta["completed"] + 1)
+            summary = _publish(out, state)
+            _report_iteration(state.meta["iterations"][-1], config, bar, log)
+    return summary
+
+
+def _publish(out: Path, state: OptimizationState) -> dict[str, Any]:
+    """Save the state, then render the report from it; returns the summary."""
+    state.save(out / STATE_FILE)
+    return write_report(out, state)
 
 
 def _check_same_pool(out: Path, saved: dict[str, Any], source: str, sha256: str | None) -> None:
@@ -289,32 +252,18 @@ def _check_same_pool(out: Path, saved: dict[str, Any], source: str, sha256: str 
         )
 
 
-def _run_iterations(
-    state: _State,
-    state_path: Path,
-    out: Path,
-    model: LatentModel,
-    target: Target,
-    config: OptimizeConfig,
-    bar: Any,
-    log: Callable[[str], None],
-) -> None:
-    while state.meta["completed"] < config.iterations:
-        iteration = state.meta["completed"] + 1
-        _iterate(state, model, target, config, iteration)
-        state.save(state_path)
-        _write_outputs(out, state, model, target, config)
-        last = state.meta["iterations"][-1]
-        message = (
-            f"iteration {iteration}/{config.iterations}: valid {last['valid']}/{last['proposals']}, "
-            f"best {_fmt(last['best_so_far'])}, {last['seconds']['total']:.1f} s "
-            f"(fit {last['seconds']['fit']:.1f}, propose {last['seconds']['propose']:.1f}, "
-            f"decode {last['seconds']['decode']:.1f}, score {last['seconds']['score']:.1f})"
-        )
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"best {_fmt(last['best_so_far'])}, valid {last['valid']}/{last['proposals']}")
-        log(message)
+def _report_iteration(last: dict[str, Any], config: OptimizeConfig, bar: Any, log: Callable[[str], None]) -> None:
+    """One log line (and the progress bar's step) for the iteration just finished."""
+    seconds = last["seconds"]
+    best = _fmt(last["best_so_far"])
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str(f"best {best}, valid {last['valid']}/{last['proposals']}")
+    log(
+        f"iteration {last['iteration']}/{config.iterations}: valid {last['valid']}/{last['proposals']}, "
+        f"best {best}, {seconds['total']:.1f} s (fit {seconds['fit']:.1f}, propose {seconds['propose']:.1f}, "
+        f"decode {seconds['decode']:.1f}, score {seconds['score']:.1f})"
+    )
 
 
 def _start(
@@ -325,7 +274,7 @@ def _start(
     identity: dict[str, Any],
     pool_source: str,
     log: Callable[[str], None],
-) -> _State:
+) -> OptimizationState:
     """Iteration 0: subsample, encode and score the pool."""
     started = time.perf_counter()
     texts = [pool] if isinstance(pool, str) else list(pool)
@@ -334,25 +283,26 @@ def _start(
     if len(texts) > config.pool_size:
         pick = np.sort(np.random.default_rng(config.seed).choice(len(texts), config.pool_size, replace=False))
         texts = [texts[i] for i in pick]
-    texts, Z, dropped = _encodable(model, texts)
+    texts, Z, dropped = _encoded(model, texts)
     if dropped:
         log(f"{dropped} pool strings do not parse or exceed the model's length and were left out")
-    scored = _score_rows(target, texts, config.processes)
-    values = target.objective([None if r is None else r["score"] for r in scored])
-    keep = [i for i, (r, v) in enumerate(zip(scored, values)) if r is not None and v is not None]
+    scored = score_terms_many(target, texts, config.processes)
+    values = _values(target, scored)
+    keep = [i for i, v in enumerate(values) if scored[i] is not None and v is not None]
     if len(keep) < 3:
         raise OptimizeError(f"only {len(keep)} pool strings could be encoded and scored; need at least 3")
     if len(keep) < len(texts):
         log(f"{len(texts) - len(keep)} pool strings score as invalid and were left out")
     X = Z[keep]
     Y = torch.tensor([values[i] for i in keep], dtype=torch.float64)
-    rows = [_row(0, texts[i], True, scored[i]) for i in keep]
-    fill = float(Y.min()) if target.invalid_score is None else float(target.objective([None])[0])
+    rows = [_row(0, texts[i], scored[i]) for i in keep]
+    fill = float(Y.min()) if target.invalid_score is None else _values(target, [None])[0]
     box = bounding_box(X, config.acquisition.margin)
     meta: dict[str, Any] = {
         "version": STATE_VERSION,
         "identity": identity,
-        "molecular": model.is_molecular,
+        "molecular": model.domain.molecular,  # what states said before "domain"; kept for their readers
+        "domain": model.domain.name,
         "completed": 0,
         "fill_value": fill,
         "pool": {"source": pool_source, "size": len(keep), "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()},
@@ -372,10 +322,10 @@ def _start(
             log(f"surrogate: {meta['surrogate_kind']} (higher held-out log-likelihood)")
     meta["pool_seconds"] = time.perf_counter() - started
     log(f"pool: {len(keep)} strings encoded and scored in {meta['pool_seconds']:.1f} s")
-    return _State(X, Y, box, rows, meta)
+    return OptimizationState(X, Y, box, rows, meta)
 
 
-def _iterate(state: _State, model: LatentModel, target: Target, config: OptimizeConfig, iteration: int) -> None:
+def _iterate(state: OptimizationState, model: LatentModel, target: Target, config: OptimizeConfig, iteration: int) -> None:
     """One round: fit, propose, decode, score, append (state is updated in place)."""
     seed = config.seed * 1_000_003 + iteration
     acq = config.acquisition
@@ -389,14 +339,13 @@ def _iterate(state: _State, model: LatentModel, target: Target, config: Optimize
     region = TrustRegion.from_dict(state.meta["trust_region"])
     proposal = propose(surrogate.model, state.X, state.Y, state.box, acq, seed=seed, trust_region=region)
     t2 = time.perf_counter()
-    with _quiet_rdkit():  # RDKit would log every unreadable sampled decoding
-        strings = model.decode_robust(proposal.X.float(), n_samples=config.decodings, seed=seed)
-        t3 = time.perf_counter()
-        valid = [s is not None and model.is_valid(s) for s in strings]
+    strings = model.decode_robust(proposal.X.float(), n_samples=config.decodings, seed=seed)
+    t3 = time.perf_counter()
+    valid = [s is not None and model.is_valid(s) for s in strings]
     candidates = [s for s, ok in zip(strings, valid) if ok]
-    scored_valid = iter(_score_rows(target, candidates, 1) if candidates else [])
+    scored_valid = iter(score_terms_many(target, candidates, 1) if candidates else [])
     scored = [next(scored_valid) if ok else None for ok in valid]
-    values = target.objective([None if r is None else r["score"] for r in scored])
+    values = _values(target, scored)
     fill = state.meta["fill_value"]
     Y_new = torch.tensor([fill if v is None else v for v in values], dtype=torch.float64)
     t4 = time.perf_counter()
@@ -408,193 +357,39 @@ def _iterate(state: _State, model: LatentModel, target: Target, config: Optimize
         region.update(improved, acq)
     state.X = torch.cat([state.X, proposal.X.to(torch.float64)])
     state.Y = torch.cat([state.Y, Y_new])
-    state.rows.extend(_row(iteration, s, r is not None, r) for s, r in zip(strings, scored))
-    valid_scores = [r["score"] for r in scored if r is not None]
+    state.rows.extend(_row(iteration, s, r) for s, r in zip(strings, scored))
+    best = state.best(pool=False)
     state.meta["trust_region"] = region.to_dict()
     state.meta["completed"] = iteration
     state.meta["iterations"].append({
         "iteration": iteration,
         "proposals": len(strings),
-        "valid": len(valid_scores),
+        "valid": sum(r is not None for r in scored),
         "improved": improved,
-        "best_so_far": _best_proposal_score(state.rows, target),
+        "best_so_far": None if best is None else best["score"],
         "acq_value": proposal.acq_value,
         "region_volume_fraction": float(((proposal.bounds[1] - proposal.bounds[0]) / (state.box[1] - state.box[0])).log().sum().exp()),
         "surrogate": {"kind": surrogate.kind, "n_points": surrogate.n_points, "n_fit": surrogate.n_fit},
         "seconds": {"fit": t1 - t0, "propose": t2 - t1, "decode": t3 - t2, "score": t4 - t3, "total": t4 - t0},
-    })
+    })  # fmt: skip
 
 
-def _quiet_rdkit() -> Any:
-    from rdkit import rdBase
-
-    return rdBase.BlockLogs()
-
-
-def _row(iteration: int, text: str | None, valid: bool, scored: dict[str, float] | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"iteration": iteration, "string": text if text is not None else "", "valid": valid}
-    row.update(scored or {})
-    return row
+def _values(target: Target, scored: Sequence[Terms | None]) -> list[float | None]:
+    """Values to maximise of scored texts (None: left out): the one place scores become values."""
+    return target.objective([None if terms is None else terms["score"] for terms in scored])
 
 
-def _better(target: Target) -> Callable[[float, float], bool]:
-    return (lambda a, b: a > b) if target.maximize else (lambda a, b: a < b)
-
-
-def _best_proposal_score(rows: list[dict[str, Any]], target: Target) -> float | None:
-    scores = [r["score"] for r in rows if r["iteration"] > 0 and r["valid"]]
-    if not scores:
-        return None
-    return max(scores) if target.maximize else min(scores)
+def _row(iteration: int, text: str | None, terms: Terms | None) -> dict[str, Any]:
+    """A row of the state: iteration, string, valid (whether it scored), then its score terms."""
+    return {"iteration": iteration, "string": text if text is not None else "", "valid": terms is not None, **(terms or {})}
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-# ---------------------------------------------------------------- outputs
-
-
-def _summary(state: _State, target: Target, config: OptimizeConfig) -> dict[str, Any]:
-    proposals = [r for r in state.rows if r["iteration"] > 0]
-    valid = [r for r in proposals if r["valid"]]
-    sign = 1.0 if target.maximize else -1.0
-    best: dict[str, dict[str, Any]] = {}
-    key = _canonical_smiles if state.meta.get("molecular") else (lambda text: text)
-    for r in sorted(valid, key=lambda r: (-sign * r["score"], r["iteration"])):
-        best.setdefault(key(r["string"]), {"string": r["string"], "score": r["score"], "iteration": r["iteration"],
-                                      **{k: r[k] for k in LOGP_TERMS if k in r}})
-    pool_scores = [r["score"] for r in state.rows if r["iteration"] == 0]
-    iterations = state.meta["iterations"]
-    return {
-        "target": target.name,
-        "maximize": target.maximize,
-        "iterations_completed": state.meta["completed"],
-        "proposals": len(proposals),
-        "valid_proposals": len(valid),
-        "fraction_valid": len(valid) / len(proposals) if proposals else None,
-        "average_valid_score": float(np.mean([r["score"] for r in valid])) if valid else None,
-        "top": list(best.values())[: config.top_k],
-        "best_pool_score": (max(pool_scores) if target.maximize else min(pool_scores)) if pool_scores else None,
-        "pool": state.meta["pool"],
-        "surrogate_kind": state.meta["surrogate_kind"],
-        "heldout_metrics": state.meta["heldout"],
-        "seconds_pool": state.meta["pool_seconds"],
-        "seconds_per_iteration": [it["seconds"]["total"] for it in iterations],
-        "iterations": iterations,
-        "trust_region": state.meta["trust_region"] if config.acquisition.region == "trust-region" else None,
-        "settings": {"target": target.name, **config.to_dict()},
-        "note": f"each proposal decoded greedily plus {config.decodings} sampled decodings, the most frequent valid string kept",
-    }
-
-
-def _canonical_smiles(smiles: str) -> str:
-    """RDKit's canonical form, so that one molecule written two ways is listed once."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    return smiles if mol is None else Chem.MolToSmiles(mol)
-
-
-def _write_outputs(out: Path, state: _State, model: LatentModel, target: Target, config: OptimizeConfig) -> None:
-    atomic_write_text(out / "candidates.csv", _candidates_csv(state, target))
-    summary = _summary(state, target, config)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _plot_best_score(out / "best_score.png", state, target)
-    if model.is_molecular:
-        _draw_molecules(out / "best_molecules.png", summary["top"][:12])
-    else:
-        _draw_text_table(out / "best_molecules.png", summary["top"][:12])
-
-
-def _candidates_csv(state: _State, target: Target) -> str:
-    dim = state.X.shape[1]
-    extra = list(LOGP_TERMS) if target.name == "logp" else []
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["iteration", *(f"z{j}" for j in range(dim)), "string", "valid", "score", *extra])
-    for x, row in zip(state.X.tolist(), state.rows):
-        score = row.get("score")
-        writer.writerow([
-            row["iteration"], *(f"{v:.8g}" for v in x), row["string"], int(row["valid"]),
-            "" if score is None else repr(float(score)), *("" if row.get(k) is None else repr(float(row[k])) for k in extra),
-        ])
-    return buffer.getvalue()
-
-
-def _figure(width: float, height: float) -> Any:
-    """A matplotlib Figure drawn with Agg, without pyplot: the global backend (a notebook's) stays as it is."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-
-
-def _plot_best_score(path: Path, state: _State, target: Target) -> None:
-    better = _better(target)
-    xs, ys, best = [], [], None
-    for n, row in enumerate((r for r in state.rows if r["iteration"] > 0), start=1):
-        if row["valid"] and (best is None or better(row["score"], best)):
-            best = row["score"]
-        if best is not None:
-            xs.append(n)
-            ys.append(best)
-    fig = _figure(5, 3.5)
-    ax = fig.subplots()
-    if xs:
-        ax.step(xs, ys, where="post", label="best proposal")
-    pool = [r["score"] for r in state.rows if r["iteration"] == 0]
-    if pool:
-        ax.axhline(max(pool) if target.maximize else min(pool), color="grey", linestyle="--", label="best in pool")
-    ax.set_xlabel("evaluated proposals")
-    ax.set_ylabel(f"{target.name} score" + ("" if target.maximize else " (lower is better)"))
-    ax.legend(loc="best")
-    fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def _draw_molecules(path: Path, top: list[dict[str, Any]]) -> None:
-    from rdkit import Chem, rdBase
-    from rdkit.Chem.Draw import rdMolDraw2D
-
-    mols, legends = [], []
-    with rdBase.BlockLogs():
-        for item in top:
-            mol = Chem.MolFromSmiles(item["string"])
-            if mol is not None:
-                mols.append(mol)
-                legends.append(f"{item['score']:.2f}")
-    if not mols:
-        _draw_text_table(path, [])
-        return
-    # The grid MolsToGridImage draws, via the drawer itself: in a notebook RDKit's IPython hooks
-    # make MolsToGridImage return a display object instead of a PIL image.
-    per_row, size = min(4, len(mols)), 250
-    rows = (len(mols) + per_row - 1) // per_row
-    drawer = rdMolDraw2D.MolDraw2DCairo(per_row * size, rows * size, size, size)
-    drawer.DrawMolecules(mols, legends=legends)
-    drawer.FinishDrawing()
-    atomic_write_bytes(path, drawer.GetDrawingText())
-
-
-def _draw_text_table(path: Path, top: list[dict[str, Any]]) -> None:
-    lines = ["   score   string", *(f"{item['score']:8.3f}   {item['string']}" for item in top)]
-    if not top:
-        lines = ["no valid proposals yet"]
-    fig = _figure(8, 0.35 * len(lines) + 0.6)
-    fig.text(0.02, 0.98, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=10)
-    _save_figure(fig, path)
-
-
 def _progress(total: int, done: int, enabled: bool | None) -> Any:
-    if enabled is False or done >= total:
+    """The iterations' bar, or None where none shows (no terminal, disabled, nothing left to do)."""
+    if done >= total or not showing(enabled):
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc="optimize", unit="iter", file=sys.stderr,
-                disable=None if enabled is None else False)
-
+    return progress_bar(total, "optimize", enabled, initial=done, unit="iter")

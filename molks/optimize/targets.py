@@ -6,7 +6,12 @@ invalid input (a SMILES RDKit cannot read, a text the grammar cannot parse).
 :class:`Target` adds what an optimiser needs to know about those numbers:
 their direction (``maximize``) and what the GVAE protocol assigns to an
 invalid input (``invalid_score``). :meth:`Target.objective` turns scores into
-the values to maximise.
+the values to maximise: the one place the direction is applied.
+
+Every target also gives named score terms per text (:meth:`Target.score_terms`):
+``{"score": main score, other terms...}``, the columns of an optimisation's
+results. ``logp`` gives its three raw terms (``logp``, ``sa``, ``cycle``) beside the
+score; a target without terms of its own gives ``{"score": value}``.
 
 Built-in targets (``get_target(spec)``):
 
@@ -35,13 +40,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import numpy as np
 from nltk.grammar import Production
-from rdkit import Chem, RDConfig, rdBase
+from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen
 
+from molks.dataset.molecules import read_smiles
 from molks.errors import MolksError
 from molks.grammar import Grammar, GrammarError
 from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
@@ -49,11 +55,13 @@ from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
 __all__ = [
     "Target",
     "TargetError",
+    "Terms",
     "BUILTIN_TARGETS",
     "TARGET_CONTRACT",
     "check_target",
     "get_target",
     "score_many",
+    "score_terms_many",
     "penalized_logp",
     "penalized_logp_terms",
     "PenalizedLogPTerms",
@@ -63,6 +71,9 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[list[str]], list[float | None]]
+Terms = dict[str, float]
+"""Named score terms of one text: ``"score"`` (the main score, what is optimised) and any others."""
+TermsFn = Callable[[list[str]], list[Terms | None]]
 
 
 class TargetError(MolksError, ValueError):
@@ -77,12 +88,24 @@ class Target:
     ``maximize``: whether larger scores are better.
     ``invalid_score``: the score the protocol gives an invalid input, or ``None``
     when invalid inputs are left out of the optimiser's data instead.
+    ``terms``: named score terms per text (:data:`Terms`, ``None``: invalid), whose ``"score"``
+    equals ``score``'s; ``None``: the score is the only term.
     """
 
     name: str
     score: ScoreFn
     maximize: bool = True
     invalid_score: float | None = None
+    terms: TermsFn | None = None
+
+    def score_terms(self, texts: list[str]) -> list[Terms | None]:
+        """Named score terms per text: ``{"score": ..., other terms}``; ``None`` where invalid."""
+        return self.terms_function(texts)
+
+    @property
+    def terms_function(self) -> TermsFn:
+        """``terms``, or the score as the one term (a function that pickles when ``score`` does)."""
+        return self.terms if self.terms is not None else _ScoreAsTerms(self.score)
 
     def objective(self, scores: Sequence[float | None]) -> list[float | None]:
         """Scores turned into values to maximise: ``None`` -> ``invalid_score``, negated if minimising.
@@ -130,15 +153,6 @@ def _sascorer() -> ModuleType:
     return module
 
 
-def _mol(smiles: str) -> Chem.Mol | None:
-    """RDKit molecule, or None for an unreadable or empty SMILES (RDKit's error log silenced)."""
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
-
-
 def _largest_ring(mol: Chem.Mol) -> int:
     """Size of the largest ring in RDKit's smallest set of smallest rings (0 without rings).
 
@@ -171,7 +185,7 @@ def _terms(mol: Chem.Mol) -> PenalizedLogPTerms:
 
 def penalized_logp_terms(smiles: str) -> PenalizedLogPTerms | None:
     """Normalised penalised logP and its three raw terms; None for an invalid SMILES."""
-    mol = _mol(smiles)
+    mol = read_smiles(smiles)
     return None if mol is None else _terms(mol)
 
 
@@ -187,12 +201,16 @@ def penalized_logp(smiles: str) -> float | None:
 
 def qed(smiles: str) -> float | None:
     """RDKit's QED (0..1, higher is more drug-like); None for an invalid SMILES."""
-    mol = _mol(smiles)
+    mol = read_smiles(smiles)
     return None if mol is None else QED.qed(mol)
 
 
 def _penalized_logp_batch(smiles: list[str]) -> list[float | None]:
     return [penalized_logp(s) for s in smiles]
+
+
+def _penalized_logp_terms_batch(smiles: list[str]) -> list[Terms | None]:
+    return [None if t is None else dict(t) for t in map(penalized_logp_terms, smiles)]
 
 
 def _qed_batch(smiles: list[str]) -> list[float | None]:
@@ -310,6 +328,16 @@ def _expression_batch(texts: list[str]) -> list[float | None]:
 
 
 @dataclass(frozen=True)
+class _ScoreAsTerms:
+    """A score function as a terms function, ``{"score": value}`` per text (a class: it pickles)."""
+
+    score: ScoreFn
+
+    def __call__(self, texts: list[str]) -> list[Terms | None]:
+        return [None if value is None else {"score": value} for value in self.score(texts)]
+
+
+@dataclass(frozen=True)
 class _CheckedScore:
     """A user score function with its output checked: one real number or None per input.
 
@@ -350,7 +378,7 @@ class _CheckedScore:
 
 
 BUILTIN_TARGETS: dict[str, Target] = {
-    "logp": Target("logp", _penalized_logp_batch, maximize=True, invalid_score=None),
+    "logp": Target("logp", _penalized_logp_batch, maximize=True, invalid_score=None, terms=_penalized_logp_terms_batch),
     "qed": Target("qed", _qed_batch, maximize=True, invalid_score=None),
     "expression": Target(
         "expression", _expression_batch, maximize=False, invalid_score=math.log1p(EXPRESSION_WORST)
@@ -471,6 +499,31 @@ def score_many(
     The target's score function must pickle by reference (a module-level function of an
     importable module, as :func:`get_target` gives) to run in worker processes.
     """
+    return _in_chunks(target, target.score, texts, processes, min_parallel)
+
+
+def score_terms_many(
+    target: Target,
+    texts: Sequence[str],
+    processes: int | None = None,
+    *,
+    min_parallel: int = 1000,
+) -> list[Terms | None]:
+    """:meth:`Target.score_terms` of many texts, in chunks over a process pool (as :func:`score_many`)."""
+    return _in_chunks(target, target.terms_function, texts, processes, min_parallel)
+
+
+_T = TypeVar("_T")
+
+
+def _in_chunks(
+    target: Target,
+    fn: Callable[[list[str]], list[_T]],
+    texts: Sequence[str],
+    processes: int | None,
+    min_parallel: int,
+) -> list[_T]:
+    """``fn(texts)``, one of ``target``'s batch functions, over chunks in worker processes when worth it."""
     if isinstance(texts, str):
         raise TargetError("score_many takes a list of texts, not one string")
     texts = list(texts)
@@ -480,9 +533,9 @@ def score_many(
         raise TargetError(f"processes must be at least 1, got {processes}")
     processes = min(processes, len(texts))
     if processes <= 1 or len(texts) < min_parallel:
-        return target.score(texts)
+        return fn(texts)
     try:
-        pickle.dumps(target.score)
+        pickle.dumps(fn)
     except Exception as err:  # pickling raises several types; all mean the same here
         raise TargetError(
             f"target {target.name!r} cannot run in worker processes: its score function does not pickle "
@@ -494,9 +547,9 @@ def score_many(
     chunks = [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     try:
         # Python's default start method, as before: workers forked after the first score inherit its tables.
-        parts = list(map_in_workers(target.score, chunks, processes, method=None))
+        parts = list(map_in_workers(fn, chunks, processes, method=None))
     except BrokenProcessPool:
-        found = crashing_item(target.score, chunks, method=None)
+        found = crashing_item(fn, chunks, method=None)
         shown = "" if found is None else f" on {chunks[found[0]][found[1]][:80]!r}"
         raise TargetError(f"target {target.name!r} killed a worker process{shown}") from None
     return [value for part in parts for value in part]

@@ -21,18 +21,12 @@ global batch, which makes distributed training agree with a single process.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import math
-import numbers
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,79 +34,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from molks.errors import MolksError, file_access
-from molks.files import atomic_write, atomic_write_bytes, atomic_write_text
+from molks.domain import domain_for_grammar
+from molks.errors import file_access
 from molks.grammar import Grammar
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.regularizers import fit_ex_post_gmm
+from molks.progress import Heartbeat, progress_bar, showing
+from molks.runs import RunDir
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
+from molks.training.spec import DEVICE_HINT, TrainConfig, TrainingError, check_device_name
 
 __all__ = ["TrainConfig", "TrainingError", "check_device_name", "resolve_device", "train"]
-
-
-class TrainingError(MolksError, ValueError):
-    """Training cannot start or continue (bad options, missing GPU, mismatched checkpoint)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings. ``batch_size`` is global (split over processes when distributed)."""
-
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1
-    patience: int = 5
-    lr_patience: int = 2
-    lr_factor: float = 0.5
-    clip_grad_norm: float = 5.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        # Checked here, before train() writes anything, so that a typo never leaves a run folder.
-        for name, (accepts, phrase) in _TRAIN_RULES.items():
-            value = getattr(self, name)
-            if not accepts(value):
-                raise TrainingError(f"{name} (--{name.replace('_', '-')}) must be {phrase}, got {value!r}")
-        check_device_name(self.device)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
-# Field -> (predicate, what it must be). batch_size >= 2: every batch loss needs two codes.
-_TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
-    "learning_rate": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
-    "val_fraction": (lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
-    "patience": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "lr_patience": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "lr_factor": (lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
-    "clip_grad_norm": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "amp": (lambda v: isinstance(v, bool), "true or false"),
-}
-
-# The devices molks runs on; torch accepts many more names (meta, xla, ...) that would fail later.
-_DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
-_DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
-
-
-def check_device_name(name: object) -> str:
-    """``name`` if it spells a device molks knows (whether or not it is present); else a one-line error."""
-    if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):
-        raise TrainingError(f"--device {name!r}: not a device name; {_DEVICE_HINT}")
-    return name
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,7 +58,7 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise TrainingError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; {_DEVICE_HINT}")
+        raise TrainingError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; {DEVICE_HINT}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise TrainingError(f"--device {name}: MPS is not available here; use --device cpu or auto")
     return device
@@ -165,7 +97,7 @@ def train(
     ``texts`` are the N strings the sequences come from (for the split files). ``resume``
     continues from ``checkpoints/last.safetensors``; without it an existing run is an error.
     """
-    run = Path(run_dir)
+    run = RunDir(run_dir)
     log = log or (lambda message: print(message, file=sys.stderr))
     world, rank = _distributed_setup(train_config)
     device = resolve_device(train_config.device) if world == 1 else _distributed_device(train_config, rank)
@@ -181,14 +113,15 @@ def train(
     config_doc = {
         "model": model_config.to_dict(),
         "train": asdict(train_config),
-        "grammar": {"name": grammar.name, "hash": grammar.content_hash, "file": "grammar.cfg"},
+        "grammar": {"name": grammar.name, "hash": grammar.content_hash, "file": RunDir.GRAMMAR},
+        "domain": domain_for_grammar(grammar).name,
         "data": data_info or {},
     }
-    checkpoint_path = run / "checkpoints" / "last.safetensors"
+    checkpoint_path = run.checkpoint
     if resume:
         _check_resumable(run, config_doc)
-    elif (run / "config.json").exists():
-        raise TrainingError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+    elif run.exists():
+        raise TrainingError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
     if world > 1:
         dist.barrier()  # every process has checked the run directory before rank 0 writes into it
 
@@ -199,15 +132,11 @@ def train(
             "use a smaller --batch-size"
         )
     if rank == 0 and not resume:
-        with file_access(run, "cannot create the run directory"):
-            run.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run / "grammar.cfg", grammar.text)
-        atomic_write_text(run / "validation.smi", "".join(f"{texts[i]}\n" for i in val_idx))
-        buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-            gz.write("".join(f"{texts[i]}\n" for i in train_idx).encode())
-        atomic_write_bytes(run / "train.smi.gz", buffer.getvalue())
-        atomic_write_text(run / "config.json", json.dumps(config_doc, indent=2) + "\n")
+        with file_access(run.path, "cannot create the run directory"):
+            run.path.mkdir(parents=True, exist_ok=True)
+        run.write_grammar(grammar)
+        run.write_split([texts[i] for i in train_idx], [texts[i] for i in val_idx])
+        run.write_config(config_doc)  # last: a config.json means the run's files are all there
 
     torch.manual_seed(train_config.seed)
     model = Autoencoder(model_config, grammar).to(device)
@@ -226,7 +155,7 @@ def train(
             raise CheckpointError(f"{checkpoint_path}: does not fit this model ({err})") from None
         scheduler.load_state_dict(meta["scheduler"])
         state = meta["state"]
-        log(f"resuming {run} after epoch {state['epoch']}")
+        log(f"resuming {run.path} after epoch {state['epoch']}")
 
     data = torch.from_numpy(np.ascontiguousarray(sequences))  # kept compact (e.g. int16); batches become long
     train_data, val_data = data[torch.as_tensor(train_idx)], data[torch.as_tensor(val_idx)]
@@ -245,24 +174,23 @@ def train(
         n_batches = len(train_data) // train_config.batch_size  # drop the last, smaller batch (GMM weights are per size)
         sums: dict[str, float] = {}
         model.train()
-        bar = _progress_bar(n_batches, f"epoch {epoch}/{train_config.epochs}", progress and rank == 0)
-        # Without a terminal (nohup, CI) tqdm stays silent: a line a minute says how far the epoch is.
-        lines = rank == 0 and progress is not False and (bar is None or bar.disable)
-        last_line = time.perf_counter()
+        shown = rank == 0 and showing(progress)
+        bar = progress_bar(n_batches * train_config.batch_size, f"epoch {epoch}/{train_config.epochs}", shown,
+                           unit="mol", unit_scale=True)  # fmt: skip
+        # Without a terminal (nohup, CI) no bar shows: a line a minute says how far the epoch is.
+        heartbeat = Heartbeat(PROGRESS_LINE_SECONDS) if rank == 0 and progress is not False and not shown else None
         for b in range(n_batches):
             batch = order[b * train_config.batch_size : (b + 1) * train_config.batch_size][rank::world]
             x = train_data[batch].to(device, non_blocking=True).long()
             terms = train_step(ddp_model, x, optimizer, train_config.clip_grad_norm, use_amp, gather)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v / (b + 1):.3g}" for k, v in sums.items()}, refresh=False)
-            if lines and time.perf_counter() - last_line >= PROGRESS_LINE_SECONDS:
-                last_line = time.perf_counter()
-                log(_progress_line(epoch, b + 1, n_batches, last_line - started, train_config.batch_size, sums))
-        if bar is not None:
-            bar.close()
+            bar.update(train_config.batch_size)
+            if shown:
+                bar.set_postfix_str(_running_terms(sums, b + 1), refresh=False)
+            if heartbeat is not None and heartbeat.due():
+                log(_progress_line(epoch, b + 1, n_batches, time.perf_counter() - started, train_config.batch_size, sums))
+        bar.close()
         metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
         metrics.update({f"val_{k}": v for k, v in _evaluate(model, val_data, train_config.batch_size, device, use_amp).items()})
         val_loss = metrics["val_total"]
@@ -282,25 +210,21 @@ def train(
         state["history"].append(row)
         if rank == 0:
             if improved:
-                save_weights(run / "model.safetensors", model.state_dict(), {"config": config_doc, "epoch": epoch})
+                save_weights(run.weights, model.state_dict(), {"config": config_doc, "epoch": epoch})
             save_checkpoint(
                 checkpoint_path,
                 model.state_dict(),
                 {"config": config_doc, "state": state, "scheduler": scheduler.state_dict()},
                 optimizer.state_dict(),
             )
-            _write_metrics(run, state["history"])
-            log(
-                f"epoch {epoch}: "
-                + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-                + (" (best)" if improved else "")
-                + (" -- early stop" if state["stopped"] else "")
-            )
+            run.write_metrics(state["history"])
+            log(epoch_summary(row, train_config.epochs) + (" (best)" if improved else "")
+                + (" -- early stop" if state["stopped"] else ""))  # fmt: skip
     if rank == 0:
         _fit_ex_post(run, model, train_data, device, train_config.seed)
     if world > 1:
         dist.barrier()
-    return run
+    return run.path
 
 
 def train_step(
@@ -365,73 +289,38 @@ def encode_all(model: Autoencoder, data: torch.Tensor, device: torch.device, bat
     )
 
 
-def _fit_ex_post(run: Path, model: Autoencoder, train_data: torch.Tensor, device: torch.device, seed: int) -> None:
+def _fit_ex_post(run: RunDir, model: Autoencoder, train_data: torch.Tensor, device: torch.device, seed: int) -> None:
     """Fit the ex-post GMM (10 components, full covariance) on the best model's training codes."""
-    best, _, _ = load_checkpoint(run / "model.safetensors")
+    best, _, _ = load_checkpoint(run.weights)
     model.load_state_dict(best)
     codes = encode_all(model, train_data, device)
-    gmm = fit_ex_post_gmm(codes, n_components=min(10, len(codes) // 2), seed=seed)
-    save_checkpoint(run / "ex_post_gmm.safetensors", gmm.to_tensors(), {"kind": "ex-post-gmm", "n_codes": len(codes)})
+    run.write_ex_post(fit_ex_post_gmm(codes, n_components=min(10, len(codes) // 2), seed=seed), n_codes=len(codes))
 
 
-def _write_metrics(run: Path, history: list[dict[str, float]]) -> None:
-    columns = list(dict.fromkeys(k for row in history for k in row))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(run / "metrics.csv", out.getvalue())
-    _plot_losses(run, history)
-
-
-def _plot_losses(run: Path, history: list[dict[str, float]]) -> None:
-    # A bare Figure: no pyplot state, no backend switch in the caller's notebook.
-    from matplotlib.figure import Figure
-
-    terms = [k[len("train_") :] for k in history[0] if k.startswith("train_")]
-    fig = Figure(figsize=(3.2 * len(terms), 3))
-    axes = fig.subplots(1, len(terms), squeeze=False)
-    epochs = [row["epoch"] for row in history]
-    for ax, term in zip(axes[0], terms):
-        ax.plot(epochs, [row[f"train_{term}"] for row in history], label="train")
-        ax.plot(epochs, [row.get(f"val_{term}", float("nan")) for row in history], label="validation")
-        ax.set_title(term)
-        ax.set_xlabel("epoch")
-        if term != "total" and all(row[f"train_{term}"] > 0 for row in history):
-            ax.set_yscale("log")
-    axes[0][0].legend()
-    fig.tight_layout()
-    atomic_write(run / "loss_curves.png", lambda f: fig.savefig(f, format="png", dpi=100))
-
-
-def _check_resumable(run: Path, config_doc: dict[str, Any]) -> None:
-    path = run / "config.json"
-    if not path.exists():
-        raise TrainingError(f"--resume: {run} holds no run to resume (no config.json)")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable ({err})") from None
+def _check_resumable(run: RunDir, config_doc: dict[str, Any]) -> None:
+    if not run.exists():
+        raise TrainingError(f"--resume: {run.path} holds no run to resume (no config.json)")
+    saved = run.read_config()
     if saved.get("grammar", {}).get("hash") != config_doc["grammar"]["hash"]:
-        raise TrainingError(f"--resume: {run} was trained with a different grammar; use another --out")
+        raise TrainingError(f"--resume: {run.path} was trained with a different grammar; use another --out")
     _check_same_data(run, saved.get("data") or {}, config_doc.get("data") or {})
     try:  # through ModelConfig, so that options added since the run began take their defaults
         saved_model = ModelConfig.from_dict(saved["model"]).to_dict()
     except (KeyError, TypeError, ValueError):
         saved_model = saved.get("model")
     if saved_model != config_doc["model"]:
-        raise TrainingError(f"--resume: {run} was trained with a different model configuration; use another --out")
+        raise TrainingError(f"--resume: {run.path} was trained with a different model configuration; use another --out")
     changed = {k for k in config_doc["train"] if k not in ("epochs", "device", "patience") and saved["train"].get(k) != config_doc["train"][k]}
     if changed:
-        raise TrainingError(f"--resume: training options {sorted(changed)} differ from the run in {run}")
+        raise TrainingError(f"--resume: training options {sorted(changed)} differ from the run in {run.path}")
 
 
-def _check_same_data(run: Path, saved: dict[str, Any], given: dict[str, Any]) -> None:
+def _check_same_data(run: RunDir, saved: dict[str, Any], given: dict[str, Any]) -> None:
     """Refuse to resume on other data: the split files and config.json would describe the old data."""
     old, new = saved.get("sha256"), given.get("sha256")
     if old and new and old != new:
         raise TrainingError(
-            f"--resume: {run} was trained on {saved.get('path', '?')} (sha256 {old[:12]}..., "
+            f"--resume: {run.path} was trained on {saved.get('path', '?')} (sha256 {old[:12]}..., "
             f"{saved.get('n_items', '?')} items), not on {given.get('path', '?')} (sha256 {new[:12]}..., "
             f"{given.get('n_items', '?')} items); resume with the same data or choose another --out"
         )
@@ -464,19 +353,36 @@ def _gather_with_grad(t: torch.Tensor) -> torch.Tensor:
 PROGRESS_LINE_SECONDS = 60.0
 
 
+def _running_terms(sums: dict[str, float], done: int) -> str:
+    """The bar's postfix: the running mean reconstruction loss and greedy exact-reconstruction rate."""
+    return f"rec {sums.get('rec', 0.0) / done:.3g}, exact {100 * sums.get('exact', 0.0) / done:.1f}%"
+
+
 def _progress_line(epoch: int, done: int, total: int, seconds: float, batch_size: int, sums: dict[str, float]) -> str:
     """One line of progress within an epoch: batches, molecules/s, running loss terms, time left."""
     left = seconds / done * (total - done)
     return (
         f"epoch {epoch}: {done}/{total} batches, {done * batch_size / seconds:.0f} molecules/s, "
-        f"rec {sums.get('rec', 0.0) / done:.3g}, exact {100 * sums.get('exact', 0.0) / done:.1f}%, "
-        f"{left / 60:.0f} min left in the epoch"
+        f"{_running_terms(sums, done)}, {left / 60:.0f} min left in the epoch"
     )
 
 
-def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
-    from tqdm.auto import tqdm
+def epoch_summary(row: dict[str, float], epochs: int) -> str:
+    """One aligned line per epoch: each loss term for training and validation, the learning rate, the time.
 
-    if enabled is False:
-        return None
-    return tqdm(total=total, desc=description, leave=False, disable=None if enabled is None else False, file=sys.stderr)
+    >>> epoch_summary({"epoch": 3, "train_total": 9.1, "train_rec": 8.68, "train_exact": 0.062,
+    ...                "val_total": 8.0, "val_rec": 7.42, "val_exact": 0.108, "lr": 1e-3, "seconds": 1554}, 40)
+    'epoch 3:  train rec   8.68  exact  6.2% | val rec   7.42  exact 10.8% | lr 0.001 | 25.9 min'
+    """
+    terms = [k[len("train_") :] for k in row if k.startswith("train_") and k != "train_total"]
+
+    def value(term: str, v: float | None) -> str:
+        if v is None:
+            return "-"
+        return f"{100 * v:4.1f}%" if term == "exact" else f"{v:6.3g}"
+
+    def side(prefix: str) -> str:
+        return "  ".join(f"{t} {value(t, row.get(f'{prefix}_{t}'))}" for t in terms)
+
+    head = f"epoch {int(row['epoch'])}:".ljust(len(f"epoch {epochs}:"))
+    return f"{head} train {side('train')} | val {side('val')} | lr {row['lr']:.3g} | {row['seconds'] / 60:.1f} min"
