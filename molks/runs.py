@@ -57,6 +57,10 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.config_file = self.path / self.CONFIG
+        self.weights = self.path / self.WEIGHTS
+        self.checkpoint = self.path / self.CHECKPOINT
+        self.ex_post_file = self.path / self.EX_POST
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -73,24 +77,7 @@ class RunDir:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    # ------------------------------------------------------------------ paths
-
-    @property
-    def config_file(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def weights(self) -> Path:
-        return self.path / self.WEIGHTS
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / self.CHECKPOINT
-
-    @property
-    def ex_post_file(self) -> Path:
-        return self.path / self.EX_POST
-
+    # ------------------------------------------------------------------ state
     def exists(self) -> bool:
         """Whether a run has been started here (its ``config.json`` exists)."""
         return self.config_file.is_file()
