@@ -183,19 +183,14 @@ class Text(Domain):
         self.grammar = grammar
 
     def canonical(self, text: str | None) -> str | None:
-        from molks.grammar import GrammarError
-
-        if not text:
+        if not self.is_valid(text):
             return None
         if self.grammar is None:
             return text
-        try:
-            self.grammar.parse(text)  # valid = derives from the grammar, not just tokenises
-        except GrammarError:
-            return None
         return self.grammar.detokenize(self.grammar.tokenize(text))
 
     def is_valid(self, text: str | None) -> bool:
+        """Non-empty and, with a grammar, derived from it (not merely tokenised)."""
         from molks.grammar import GrammarError
 
         if not text or self.grammar is None:
