@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple, overload
 import numpy as np
 import torch
 
+from molks.decoding import DEFAULT_BEAM_WIDTH, best_valid
 from molks.domain import Domain, ItemError, domain_for_grammar, domain_of_config
 from molks.grammar import Grammar, GrammarError
 from molks.model.autoencoder import Autoencoder, ModelConfig
@@ -156,11 +157,22 @@ class LatentModel:
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         batch_size: int = 1024,
+        beam_width: int = 1,
     ) -> list[str | None]:
-        """Strings decoded from codes z [N, D]; None where decoding hit the length limit."""
-        z = torch.as_tensor(z, dtype=torch.float32)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"latent points must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+        """Strings decoded from codes z [N, D]; None where decoding hit the length limit.
+
+        ``beam_width`` K > 1: a beam search of width K proposes candidates for each code
+        (``decode_beams``) and the encoder chooses: of the valid ones (``is_valid``), the one
+        whose own code is nearest z. Where none is valid, the most probable complete one. Greedy
+        decoding's result is among the candidates, so a code whose greedy decoding is valid
+        decodes to a valid item (``molks.decoding`` says why and what it buys).
+        """
+        z = self._checked_codes(z)
+        if beam_width > 1:
+            if not greedy:
+                raise ValueError("beam search is deterministic: use greedy=True with beam_width > 1")
+            beams = self.decode_beams(z, beam_width, batch_size=batch_size)
+            return self._nearest_valid(z, beams, batch_size)
         out: list[str | None] = []
         for i in range(0, len(z), batch_size):
             ids, finished = self.model.decode(
@@ -169,6 +181,53 @@ class LatentModel:
             for row, done in zip(ids.cpu().tolist(), finished.cpu().tolist()):
                 out.append(self.grammar.derive(row) if done else None)
         return out
+
+    @torch.no_grad()
+    def decode_beams(
+        self, z: torch.Tensor, beam_width: int = 8, batch_size: int = 1024
+    ) -> list[list[tuple[str | None, float]]]:
+        """The decodings a beam search of ``beam_width`` finds for each code z [N, D] (its K beams
+        and the greedy decoding, without repeats), complete ones first, each most probable first,
+        as (string or None where unfinished, log-probability under the decoder)."""
+        z = self._checked_codes(z)
+        if beam_width < 1:
+            raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+        chunk = max(1, batch_size // beam_width)
+        out: list[list[tuple[str | None, float]]] = []
+        for i in range(0, len(z), chunk):
+            ids, finished, scores = self.model.beam_search(z[i : i + chunk].to(self.device), beam_width)
+            for rows, done, logp in zip(ids.cpu().tolist(), finished.cpu().tolist(), scores.cpu().tolist()):
+                out.append([(self.grammar.derive(r) if d else None, s)
+                            for r, d, s in zip(rows, done, logp) if s != float("-inf")])  # fmt: skip
+        return out
+
+    def _nearest_valid(
+        self, z: torch.Tensor, beams: list[list[tuple[str | None, float]]], batch_size: int
+    ) -> list[str | None]:
+        """For each code z [N, D]: the valid candidate of its beams whose code is nearest z."""
+        owners: list[int] = []
+        candidates: list[str] = []
+        for i, found in enumerate(beams):
+            valid = list(dict.fromkeys(t for t, _ in found if t is not None and self.is_valid(t)))
+            owners += [i] * len(valid)
+            candidates += valid
+        chosen = [best_valid(found, self.is_valid) for found in beams]  # for codes with no encodable candidate
+        if not candidates:
+            return chosen
+        codes, kept, _ = self.encode(candidates, batch_size, errors="skip")
+        distance = ((codes - z[[owners[j] for j in kept]]) ** 2).sum(dim=1).tolist()
+        best: dict[int, float] = {}
+        for j, d in zip(kept, distance):  # candidates arrive in likelihood order: ties keep the likelier
+            owner = owners[j]
+            if d < best.get(owner, float("inf")):
+                best[owner], chosen[owner] = d, candidates[j]
+        return chosen
+
+    def _checked_codes(self, z: torch.Tensor) -> torch.Tensor:
+        z = torch.as_tensor(z, dtype=torch.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latent points must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+        return z
 
     @torch.no_grad()
     def decode_robust(
@@ -214,12 +273,19 @@ class LatentModel:
         raise PriorError(f"source must be 'prior' or 'ex-post', got {source!r}")
 
     def sample(
-        self, n: int, component: int | None = None, temperature: float | None = None, source: str = "prior", seed: int | None = None
+        self,
+        n: int,
+        component: int | None = None,
+        temperature: float | None = None,
+        source: str = "prior",
+        seed: int | None = None,
+        beam_width: int = DEFAULT_BEAM_WIDTH,
     ) -> tuple[torch.Tensor, list[str | None]]:
-        """Draw n latent points and decode them (greedy, or sampled at ``temperature``)."""
+        """Draw n latent points [n, D] and decode them: by a beam search of ``beam_width``
+        (1: greedy; ``molks.decoding``), or sampled at ``temperature`` when one is given."""
         z = self.sample_latent(n, component=component, source=source, seed=seed)
         if temperature is None:
-            return z, self.decode(z)
+            return z, self.decode(z, beam_width=beam_width)
         generator = torch.Generator(device=self.device).manual_seed(seed or 0)
         return z, self.decode(z, greedy=False, temperature=temperature, generator=generator)
 

@@ -148,9 +148,12 @@ def run_demo(
     log(f"[2/4] evaluating: reconstruction of held-out molecules, {settings.n_samples} prior samples")
     evaluation, commands["evaluate"] = _evaluate(latent, model_ref, out, settings, seed)
     seconds["evaluation"] = time.perf_counter() - t
-    log(f"      reconstruction {_percent(evaluation['reconstruction'])}, prior validity "
-        f"{_percent(evaluation['prior_validity'])}, uniqueness {_percent(evaluation['prior_uniqueness'])}, "
-        f"novelty {_percent(evaluation['prior_novelty'])} ({seconds['evaluation']:.0f} s)")
+    log(f"      greedy decoding: reconstruction {_percent(evaluation['reconstruction'])}, prior validity "
+        f"{_percent(evaluation['prior_validity'])}")
+    log(f"      beam search ({evaluation['beam_width']}): reconstruction {_percent(evaluation['reconstruction_beam'])}, "
+        f"prior validity {_percent(evaluation['prior_beam_validity'])}, uniqueness "
+        f"{_percent(evaluation['prior_beam_uniqueness'])}, novelty {_percent(evaluation['prior_beam_novelty'])} "
+        f"({seconds['evaluation']:.0f} s)")
     if evaluation["png"] is None:
         notes.append(f"none of the {settings.n_samples} prior samples decoded to a valid molecule, so there is "
                      "no samples.png; a model trained longer samples valid molecules more often")

@@ -36,6 +36,11 @@ is ``None``):
   MOSES metrics of the prior samples against ``reference`` molecules (default: the held-out
   items; ``n_reference`` of them valid), computed by :func:`molks.metrics.distribution_metrics`,
   whose docstring defines each; ``properties_png``: the property histograms, if asked for.
+* ``*_beam`` (``beam_width`` K > 1, else None): the same measures with each code decoded by a
+  beam search of width K that returns the most probable of its K derivations that is valid
+  (``LatentModel.decode(beam_width=K)``): ``reconstruction_beam`` for the held-out codes,
+  ``prior_beam_*`` and ``ex_post_beam_*`` for the same latent points. The distribution metrics
+  (FCD, MOSES) are of the decodings molks hands out: the beam's when K > 1 (``samples_decoding``).
 * ``ks``, ``cv``: the method's L_KS and L_CV between the held-out codes and a reference prior;
   ``ks_reference``/``cv_reference``: the mean of the same losses over ``n_reference`` true prior
   samples of the same size, and ``ks_ratio``/``cv_ratio`` = value / reference (1: as close to the
@@ -55,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.domain import MOLECULES
 from molks.errors import MolksError
 from molks.model.prior import GaussianMixturePrior
@@ -92,14 +98,18 @@ DISTRIBUTION_KEYS = (
     "logp_wasserstein", "sa_wasserstein", "qed_wasserstein", "weight_wasserstein",
 )  # fmt: skip
 
+# Measures of decoded samples, per source of latent points (greedy, and the beam search's).
+SAMPLE_KEYS = ("validity", "uniqueness", "novelty", "unfinished")
+SAMPLE_SOURCES = ("prior", "ex_post", "prior_beam", "ex_post_beam")
+
 # The keys of evaluate()'s result, in the order reports print them.
 METRIC_KEYS = (
     "run_dir", "regularizer", "grammar", "latent_dim", "seed",
     "n_held_out", "held_out_skipped", "reconstruction", "reconstruction_unfinished",
     "reconstruction_decodings", "reconstruction_sampled", "reconstruction_tanimoto",
-    "n_samples", "prior_validity", "prior_uniqueness", "prior_novelty", "prior_unfinished",
-    "ex_post_validity", "ex_post_uniqueness", "ex_post_novelty", "ex_post_unfinished",
-    "reference", "n_reference", *(f"prior_{name}" for name in DISTRIBUTION_KEYS), "properties_png",
+    "beam_width", "reconstruction_beam", "reconstruction_tanimoto_beam",
+    "n_samples", *(f"{source}_{name}" for source in SAMPLE_SOURCES for name in SAMPLE_KEYS),
+    "samples_decoding", "reference", "n_reference", *(f"prior_{name}" for name in DISTRIBUTION_KEYS), "properties_png",
     "distance_prior", "ks", "ks_reference", "ks_ratio", "cv", "cv_reference", "cv_ratio",
     "png", "seconds",
 )  # fmt: skip
@@ -304,6 +314,7 @@ def evaluate(
     processes: int = 1,
     progress: bool = False,
     reference_cache: bool | str | Path = False,
+    beam_width: int = DEFAULT_BEAM_WIDTH,
 ) -> dict[str, Any]:
     """Evaluate a trained model; see the module docstring for every metric. Returns a JSON-ready dict
     with the keys :data:`METRIC_KEYS` (fractions in [0, 1] or None when undefined).
@@ -320,10 +331,13 @@ def evaluate(
         processes: worker processes for the RDKit part of the metrics. progress: progress bars.
         reference_cache: keep the prepared reference on disk (True: ``molks.metrics.metrics_cache_dir()``,
         or a directory), so the next evaluation against the same reference only reads it.
+        beam_width: the ``*_beam`` measures decode with a beam search of this width (1: skip them).
     """
     started = time.perf_counter()
     if n_samples < 1:
         raise EvaluationError(f"n_samples must be at least 1, got {n_samples}")
+    if beam_width < 1:
+        raise EvaluationError(f"beam_width must be 1 (greedy only) or more, got {beam_width}")
     if n_decodings < 0:
         raise EvaluationError(f"n_decodings must be 0 (skip) or more, got {n_decodings}")
     for name, value in (("held_out", held_out), ("reference", reference)):
@@ -339,21 +353,27 @@ def evaluate(
         "grammar": model.grammar.name,
         "latent_dim": model.latent_dim,
         "seed": seed,
+        "beam_width": beam_width,
     }
-    codes = _reconstruction(model, texts, normalize, n_decodings, seed, batch_size, result)
+    codes = _reconstruction(model, texts, normalize, n_decodings, seed, batch_size, beam_width, result)
 
     # Samples from the prior and from the ex-post GMM.
     train_texts = read_train_texts(model.run_dir)
     train = None if train_texts is None else {f for f in map(normalize, train_texts) if f is not None}
     result["n_samples"] = n_samples
-    prior_z = model.sample_latent(n_samples, source="prior", seed=seed)
-    prior_texts = model.decode(prior_z, batch_size=batch_size)
-    _put(result, "prior", sample_metrics(prior_texts, normalize, train))
+    latent = {"prior": model.sample_latent(n_samples, source="prior", seed=seed)}
     if model.ex_post is not None:
-        ex_post_texts = model.decode(model.sample_latent(n_samples, source="ex-post", seed=seed), batch_size=batch_size)
-        _put(result, "ex_post", sample_metrics(ex_post_texts, normalize, train))
-    else:
-        _put(result, "ex_post", dict.fromkeys(("validity", "uniqueness", "novelty", "unfinished")))
+        latent["ex_post"] = model.sample_latent(n_samples, source="ex-post", seed=seed)
+    decoded: dict[str, list[str | None]] = {}
+    for source, z in latent.items():
+        decoded[source] = model.decode(z, batch_size=batch_size)
+        if beam_width > 1:
+            decoded[f"{source}_beam"] = model.decode(z, batch_size=batch_size, beam_width=beam_width)
+    for source in SAMPLE_SOURCES:
+        metrics = sample_metrics(decoded[source], normalize, train) if source in decoded else {}
+        result.update({f"{source}_{name}": metrics.get(name) for name in SAMPLE_KEYS})
+    prior_texts = decoded["prior_beam" if beam_width > 1 else "prior"]
+    result["samples_decoding"] = f"beam search, width {beam_width}" if beam_width > 1 else "greedy"
 
     # Prior samples against the reference molecules: FCD and the MOSES metrics.
     if distribution and model.is_molecular:
@@ -392,6 +412,7 @@ def _reconstruction(
     n_decodings: int,
     seed: int,
     batch_size: int,
+    beam_width: int,
     result: dict[str, Any],
 ) -> torch.Tensor:
     """Put the reconstruction metrics of the held-out texts into ``result``; returns their codes [M, D]."""
@@ -416,6 +437,11 @@ def _reconstruction(
     if model.is_molecular:
         similarities = reconstruction_tanimoto(decoded, targets)
         result["reconstruction_tanimoto"] = sum(similarities) / len(similarities)
+    if beam_width > 1:
+        beam = model.decode(codes, batch_size=batch_size, beam_width=beam_width)
+        result["reconstruction_beam"] = sum(reconstruction_matches(beam, targets, normalize)) / len(targets)
+        if model.is_molecular:
+            result["reconstruction_tanimoto_beam"] = sum(reconstruction_tanimoto(beam, targets)) / len(targets)
     return codes
 
 
@@ -437,15 +463,11 @@ def _distribution(
                                 progress=progress, reference_cache=reference_cache)  # fmt: skip
 
 
-def _put(result: dict[str, Any], prefix: str, metrics: dict[str, Any]) -> None:
-    for name in ("validity", "uniqueness", "novelty", "unfinished"):
-        result[f"{prefix}_{name}"] = metrics[name]
-
-
 def format_report(result: dict[str, Any]) -> str:
     """The result of :func:`evaluate` as aligned ``name  value`` lines (fractions as percentages)."""
-    percent = {"reconstruction", "reconstruction_unfinished", "reconstruction_sampled", "prior_filters"} | {
-        f"{p}_{m}" for p in ("prior", "ex_post") for m in ("validity", "uniqueness", "novelty", "unfinished")
+    percent = {"reconstruction", "reconstruction_unfinished", "reconstruction_sampled", "reconstruction_beam",
+               "prior_filters"} | {
+        f"{p}_{m}" for p in SAMPLE_SOURCES for m in SAMPLE_KEYS
     } | {f"prior_unique@{k}" for k in (1000, 10000)}
     width = max(len(k) for k in result)
     lines = []

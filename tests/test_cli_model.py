@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import molks
 from molks.cli.model import UNFINISHED, read_codes, register
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.evaluation import canonical_smiles
 
 app = typer.Typer(pretty_exceptions_enable=False)
@@ -76,19 +77,28 @@ def test_decode_prints_one_line_per_code(tiny_run: Path, model: molks.LatentMode
     np.save(tmp_path / "z.npy", z.numpy())
     result = run("decode", tiny_run, tmp_path / "z.npy", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == shown(model.decode(z))
+    assert result.stdout.splitlines() == shown(model.decode(z, beam_width=DEFAULT_BEAM_WIDTH))
+    greedy = run("decode", tiny_run, tmp_path / "z.npy", "--beam-width", "1")
+    assert greedy.exit_code == 0 and greedy.stdout.splitlines() == shown(model.decode(z))
+    # The beam's choice is valid wherever greedy decoding's is, and often where it is not.
+    beam_valid = [t is not None and model.is_valid(t) for t in model.decode(z, beam_width=DEFAULT_BEAM_WIDTH)]
+    assert all(b for b, t in zip(beam_valid, model.decode(z)) if t is not None and model.is_valid(t))
 
     # A headerless numeric CSV, and the same codes through --out.
     np.savetxt(tmp_path / "z.csv", z.numpy(), delimiter=",")
     result = run("decode", tiny_run, tmp_path / "z.csv", "--out", tmp_path / "out.txt")
     assert result.exit_code == 0 and result.stdout == ""
-    assert (tmp_path / "out.txt").read_text().splitlines() == shown(model.decode(torch.from_numpy(read_codes(tmp_path / "z.csv"))))
+    assert (tmp_path / "out.txt").read_text().splitlines() == shown(
+        model.decode(torch.from_numpy(read_codes(tmp_path / "z.csv")), beam_width=DEFAULT_BEAM_WIDTH))
 
     # Temperature sampling is seeded.
     first = run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "0.7", "--seed", "3").stdout
     assert first == run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "0.7", "--seed", "3").stdout
     assert len(first.splitlines()) == 12
     assert run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "0").exit_code == 2
+    both = run("decode", tiny_run, tmp_path / "z.npy", "--temperature", "1", "--beam-width", "4")
+    assert both.exit_code == 2 and "not both" in both.output
+    assert run("decode", tiny_run, tmp_path / "z.npy", "--beam-width", "0").exit_code == 2
 
 
 def test_decode_errors_are_one_clear_line(tiny_run: Path, model: molks.LatentModel, tmp_path: Path) -> None:
@@ -143,5 +153,7 @@ def test_evaluate_prints_and_writes_json(tiny_run: Path, tmp_path: Path) -> None
     metrics = json.loads((tmp_path / "e" / "m.json").read_text())
     assert metrics["n_held_out"] == 2 and metrics["held_out_skipped"] == 1 and metrics["n_samples"] == 30
     assert "reconstruction" in result.stdout and "prior_validity" in result.stdout
+    assert metrics["beam_width"] == DEFAULT_BEAM_WIDTH and 0 <= metrics["prior_beam_validity"] <= 1
+    assert metrics["samples_decoding"] == f"beam search, width {DEFAULT_BEAM_WIDTH}"
     assert (metrics["png"] is not None) == (tmp_path / "e" / "g.png").exists()
     assert_clean_error(run("evaluate", tiny_run, "--data", tmp_path / "none.smi"), "none.smi")

@@ -13,6 +13,7 @@ from molks.grammar import Grammar, GrammarError
 from molks.model.masked import (
     GrammarTensors,
     MaskedDecoder,
+    beam_search_steps,
     decode_logits,
     decode_logits_reference,
     grammar_cross_entropy,
@@ -266,3 +267,100 @@ def test_autoregressive_decoder_needs_targets_in_training(grammar: Grammar) -> N
     # A batch cut after its longest derivation is fine: the first steps are the same.
     full = decoder(z, torch.zeros(2, length, dtype=torch.long))
     torch.testing.assert_close(decoder(z, torch.zeros(2, 3, dtype=torch.long)), full[:, :3])
+
+
+# ----------------------------------------------------------------------------------------------
+# Beam search
+# ----------------------------------------------------------------------------------------------
+
+
+def chain_tensors() -> GrammarTensors:
+    """S -> 'a' S (0) | 'b' (1) | 'c' (2);  padding 3. Derivations: a^n b, a^n c."""
+    masks = torch.zeros(2, 4, dtype=torch.bool)
+    masks[0, [0, 1, 2]] = True
+    masks[1, 3] = True
+    return GrammarTensors(masks, lhs=[0, 0, 0], rhs_nonterminals=[(0,), (), ()])
+
+
+def masked_log_likelihood(logits: torch.Tensor, ids: torch.Tensor, tensors: GrammarTensors) -> torch.Tensor:
+    """log p(ids) [N] under masked logits [N, L, C] (the same masks as the training loss)."""
+    return -grammar_cross_entropy_per_sequence(logits, ids, tensors.masks, tensors.lhs_of)
+
+
+def test_a_wide_beam_finds_every_derivation_in_order_of_probability() -> None:
+    # Fixed logits over 4 steps: the grammar has 2 * 4 - 1 = 7 complete derivations and at most
+    # 3 live prefixes a step, so a beam of 12 never drops one: the search is exhaustive.
+    tensors = chain_tensors()
+    length = 4
+    logits = torch.randn(3, length, 4, generator=torch.Generator().manual_seed(0))
+    ids, finished, scores = beam_search_steps(_FixedLogitsStepper(logits, 12), 3, length, tensors, 12)
+    for b in range(3):
+        complete = []
+        for n in range(length):  # a^n then b or c, padded
+            for last in (1, 2):
+                row = torch.tensor([0] * n + [last] + [3] * (length - n - 1))
+                complete.append((float(masked_log_likelihood(logits[b : b + 1], row[None], tensors)), row.tolist()))
+        complete.sort(key=lambda pair: -pair[0])
+        found = [(float(s), row) for s, row, done in zip(scores[b], ids[b].tolist(), finished[b]) if done]
+        assert [row for _, row in found] == [row for _, row in complete]
+        assert [s for s, _ in found] == pytest.approx([s for s, _ in complete], abs=1e-5)
+        assert bool(finished[b, : len(found)].all())  # finished first, best first (compared above)
+
+
+class _FixedLogitsStepper:
+    """Logits [B, L, C] given in advance, each code's row repeated for its K beams and greedy row."""
+
+    def __init__(self, logits: torch.Tensor, beam_width: int) -> None:
+        self.logits = logits.repeat_interleave(beam_width + 1, dim=0)
+
+    def __call__(self, t: int, previous: torch.Tensor | None) -> torch.Tensor:
+        return self.logits[:, t]
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.logits = self.logits[rows]
+
+
+@pytest.mark.parametrize("autoregressive", [False, True])
+def test_beam_search_of_width_one_is_greedy_decoding(grammar: Grammar, autoregressive: bool) -> None:
+    decoder = make_autoregressive(grammar) if autoregressive else make_decoder(grammar).eval()
+    tensors = grammar_tensors(grammar)
+    z = 3 * torch.randn(16, decoder.config.latent_dim, generator=torch.Generator().manual_seed(7))
+    greedy, finished = decoder.decode(z, tensors)
+    ids, beam_finished, _ = decoder.beam_search(z, tensors, 1)
+    assert torch.equal(ids[:, 0], greedy) and torch.equal(beam_finished[:, 0], finished)
+
+
+@pytest.mark.parametrize("autoregressive", [False, True])
+def test_beam_scores_are_the_decoders_log_likelihoods(grammar: Grammar, autoregressive: bool) -> None:
+    # Teacher forcing each beam's sequence gives back its score: the decoder state was reordered
+    # with its beam at every step, and each beam is a derivation of the grammar.
+    decoder = make_autoregressive(grammar, seed=3) if autoregressive else make_decoder(grammar).eval()
+    tensors = grammar_tensors(grammar)
+    z = 3 * torch.randn(6, decoder.config.latent_dim, generator=torch.Generator().manual_seed(8))
+    k = 5
+    ids, finished, scores = decoder.beam_search(z, tensors, k)
+    assert ids.shape == (6, k + 1, decoder.config.max_length) and finished.any()
+    flat = ids.reshape(6 * (k + 1), -1)
+    with torch.no_grad():
+        logits = decoder(z.repeat_interleave(k + 1, dim=0), flat).float() if autoregressive else decoder(z).float().repeat_interleave(k + 1, dim=0)
+    kept = torch.isfinite(scores)  # a greedy row that repeats a beam is dropped at -inf
+    assert masked_log_likelihood(logits, flat, tensors).reshape(6, k + 1)[kept] == pytest.approx(scores[kept], abs=1e-3)
+    for row, done in zip(flat.tolist(), finished.reshape(-1).tolist()):
+        if done:
+            assert grammar.parse(grammar.derive(row)) == [i for i in row if i != tensors.padding_index]
+    # Finished beams come first, and the best of them is at least as probable as greedy decoding.
+    assert torch.all(finished[:, :-1].int() >= finished[:, 1:].int())
+    greedy, greedy_finished = decoder.decode(z, tensors)
+    with torch.no_grad():
+        greedy_logits = decoder(z, greedy).float() if autoregressive else decoder(z).float()
+        greedy_scores = masked_log_likelihood(greedy_logits, greedy, tensors)
+    assert torch.all(finished[:, 0] >= greedy_finished)
+    done = greedy_finished
+    assert torch.all(scores[done, 0] >= greedy_scores[done] - 1e-4)
+    for b in range(6):  # greedy decoding's derivation is one of the candidates
+        assert any(torch.equal(row, greedy[b]) for row, s in zip(ids[b], scores[b]) if torch.isfinite(s))
+
+
+def test_beam_search_rejects_a_width_below_one() -> None:
+    with pytest.raises(ValueError, match="beam_width"):
+        beam_search_steps(_FixedLogitsStepper(torch.zeros(1, 3, 4), 1), 1, 3, chain_tensors(), 0)

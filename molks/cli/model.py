@@ -28,6 +28,7 @@ import typer
 from molks.cli.common import fail_cleanly
 from molks.codes import CodesError, check_codes_suffix, read_codes, write_codes, write_codes_csv
 from molks.data_files import resolve_data_file
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.files import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -87,6 +88,21 @@ def _check_temperature(temperature: float | None) -> None:
         raise typer.BadParameter(f"must be a number > 0, got {temperature}", param_hint="--temperature")
 
 
+BeamOpt = Annotated[
+    Optional[int],
+    typer.Option(min=1, help=f"Beam search width: the most probable valid of the K most probable decodings of each code (default {DEFAULT_BEAM_WIDTH}; 1: greedy; not with --temperature)."),
+]
+
+
+def _beam_width(beam_width: int | None, temperature: float | None) -> int:
+    """The beam width to decode with: the default unless sampling at a temperature."""
+    if temperature is None:
+        return DEFAULT_BEAM_WIDTH if beam_width is None else beam_width
+    if beam_width is not None and beam_width > 1:
+        raise typer.BadParameter("beam search is deterministic: give --temperature or --beam-width, not both", param_hint="--beam-width")
+    return 1
+
+
 def _read_items(model: LatentModel, path: str, column: str | None) -> list[tuple[int, str]]:
     return model.domain.read_items(resolve_data_file(path), column)
 
@@ -136,7 +152,8 @@ def encode_command(
 def decode_command(
     run_dir: RunArg,
     codes: Annotated[Path, typer.Argument(help="Latent codes: .npy [N, D] or .csv (z0 .. columns, or numbers only).")],
-    temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: greedy).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: beam search).")] = None,
+    beam_width: BeamOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of temperature sampling.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write the strings here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(help="Codes decoded per batch.")] = 1024,
@@ -146,10 +163,11 @@ def decode_command(
     import torch
 
     _check_temperature(temperature)
+    width = _beam_width(beam_width, temperature)
     model = _load(run_dir, device)
     z = torch.from_numpy(read_codes(codes, model.latent_dim))
     if temperature is None:
-        texts = model.decode(z, batch_size=batch_size)
+        texts = model.decode(z, batch_size=batch_size, beam_width=width)
     else:
         generator = torch.Generator(device=model.device).manual_seed(seed)
         texts = model.decode(z, greedy=False, temperature=temperature, generator=generator, batch_size=batch_size)
@@ -161,7 +179,8 @@ def sample_command(
     run_dir: RunArg,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples (drawn, decoded and written 10,000 at a time: any n fits in memory).")] = 10,
     component: Annotated[Optional[int], typer.Option(help="Sample from this mixture component only.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: greedy).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: beam search).")] = None,
+    beam_width: BeamOpt = None,
     source: Annotated[Source, typer.Option(help="prior (the model's prior) or ex-post (the GMM fitted on the training codes).")] = Source.prior,
     seed: Annotated[int, typer.Option(help="Seed of the latent draw (and of temperature sampling).")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write the strings here instead of stdout.")] = None,
@@ -171,11 +190,12 @@ def sample_command(
 ) -> None:
     """Sample latent points and decode them: one string per line, <unfinished> where decoding hit the length limit."""
     _check_temperature(temperature)
+    width = _beam_width(beam_width, temperature)
     codes_suffix = None if codes is None else check_codes_suffix(codes, "--codes")
     model = _load(run_dir, device)
     if png is not None and not model.is_molecular:
         raise CodesError(f"--png draws molecules, but {run_dir} models {model.grammar.name} strings")
-    chunks = _sample_chunks(model, n, component=component, temperature=temperature, source=source.value, seed=seed)
+    chunks = _sample_chunks(model, n, component=component, temperature=temperature, beam_width=width, source=source.value, seed=seed)
     drawable: list[str] = []
 
     def stream(text_file: IO[bytes] | None, codes_file: IO[bytes] | None) -> None:
@@ -227,7 +247,7 @@ class _ReaderGone(Exception):
 
 
 def _sample_chunks(
-    model: LatentModel, n: int, *, component: int | None, temperature: float | None, source: str, seed: int
+    model: LatentModel, n: int, *, component: int | None, temperature: float | None, beam_width: int, source: str, seed: int
 ) -> Iterator[tuple[torch.Tensor, list[str | None]]]:
     """(codes, decoded strings) of ``n`` samples, :data:`SAMPLE_CHUNK` at a time.
 
@@ -240,7 +260,8 @@ def _sample_chunks(
     for index, start in enumerate(range(0, n, SAMPLE_CHUNK)):
         chunk_seed = seed if index == 0 else int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1)[0])
         yield model.sample(
-            min(SAMPLE_CHUNK, n - start), component=component, temperature=temperature, source=source, seed=chunk_seed
+            min(SAMPLE_CHUNK, n - start), component=component, temperature=temperature, source=source, seed=chunk_seed,
+            beam_width=beam_width,
         )
 
 
@@ -280,6 +301,7 @@ def evaluate_command(
     properties_png: Annotated[Optional[Path], typer.Option(help="Draw the property histograms (logP, SA, QED, weight) of samples and reference into this PNG.")] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes for the RDKit part of the MOSES metrics.")] = 1,
     cache: Annotated[bool, typer.Option(help="Keep the prepared reference set (fingerprints, ChemNet statistics, ...) in $MOLKS_CACHE_DIR/metrics, else $XDG_CACHE_HOME/molks/metrics or ~/.cache/molks/metrics, so the next evaluation against it only reads it.")] = True,
+    beam_width: Annotated[int, typer.Option(min=1, help="Also measure reconstruction and samples with a beam search of this width (the *_beam keys; 1 skips them); the FCD and MOSES metrics are of its samples.")] = DEFAULT_BEAM_WIDTH,
     seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Draw up to 24 valid prior samples into this PNG.")] = None,
@@ -293,7 +315,7 @@ def evaluate_command(
     references = None if reference is None else [text for _, text in _read_items(model, reference, column)]
     result = evaluate(model, held_out, n_samples=n_samples, seed=seed, png=png, n_decodings=decodings,
                       reference=references, distribution=distribution, fcd=fcd, properties_png=properties_png,
-                      processes=processes, progress=True, reference_cache=cache)  # fmt: skip
+                      processes=processes, progress=True, reference_cache=cache, beam_width=beam_width)  # fmt: skip
     if reference is not None and result["reference"] is not None:
         result["reference"] = reference  # the file, not just "given (N items)"
     typer.echo(format_report(result))

@@ -149,3 +149,10 @@ class Autoencoder(nn.Module):
         return self.decoder.decode(
             z, self.tensors, greedy=greedy, temperature=temperature, generator=generator, repeats=repeats
         )
+
+    @torch.no_grad()
+    def beam_search(self, z: Tensor, beam_width: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Beam search of width K over each code z [B, D]: ids [B, K + 1, L], finished [B, K + 1]
+        and log-probabilities [B, K + 1] of the K beams and the greedy derivation, finished and
+        most probable first (``molks.model.masked.beam_search_steps``)."""
+        return self.decoder.beam_search(z, self.tensors, beam_width)

@@ -16,7 +16,7 @@ pushed in reverse order, so the leftmost one is expanded next (leftmost derivati
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # only for type hints: molks.grammar imports nltk
 __all__ = [
     "GrammarTensors",
     "MaskedDecoder",
+    "Stepper",
+    "beam_search_steps",
     "decode_logits",
     "decode_logits_reference",
     "decode_steps",
@@ -225,37 +227,149 @@ def decode_steps(
     """
     if not greedy and not temperature > 0:
         raise ValueError(f"sampling temperature must be positive, got {temperature}")
-    device = torch.device(device)
-    width = tensors.rhs_reversed.shape[1]
-    # Each step pops one and pushes at most `width`, so the depth never exceeds this.
-    depth = 1 + length * max(width - 1, 0)
-    trash = depth  # an extra column that absorbs the writes of unused rhs slots
-    stack = torch.zeros(batch, depth + 1, dtype=torch.long, device=device)
-    stack[:, 0] = tensors.start
-    ptr = torch.ones(batch, dtype=torch.long, device=device)
-    rows = torch.arange(batch, device=device)
-    offsets = torch.arange(width, device=device)
-    empty_row = torch.full((batch,), tensors.empty_row, dtype=torch.long, device=device)
-    ids = torch.empty(batch, length, dtype=torch.long, device=device)
+    stacks = _Stacks(tensors, batch, length, torch.device(device))
+    ids = torch.full((batch, length), tensors.padding_index, dtype=torch.long, device=stacks.device)
     choice: torch.Tensor | None = None
     for t in range(length):
-        nonempty = ptr > 0
-        top = torch.where(nonempty, stack[rows, (ptr - 1).clamp(min=0)], empty_row)
-        ptr = ptr - nonempty.long()
-        step = next_logits(t, choice)
-        if step.shape != (batch, tensors.n_outputs):
-            raise ValueError(f"step {t}: logits must have shape [{batch}, {tensors.n_outputs}], got {list(step.shape)}")
+        if t % 8 == 0 and t and stacks.all_empty():
+            break  # every derivation is complete: the rest is padding
+        top = stacks.pop()
+        step = _checked_step(next_logits(t, choice), batch, tensors, t)
         step = step.masked_fill(~tensors.masks[top], float("-inf"))
         if not greedy:
-            u = torch.rand(step.shape, generator=generator, device=device, dtype=step.dtype)
+            u = torch.rand(step.shape, generator=generator, device=stacks.device, dtype=step.dtype)
             step = step / temperature - torch.log(-torch.log(u.clamp_(min=torch.finfo(step.dtype).tiny)))
         choice = step.argmax(dim=-1)
         ids[:, t] = choice
-        count = tensors.rhs_count[choice]
-        slots = torch.where(offsets < count.unsqueeze(1), ptr.unsqueeze(1) + offsets, trash)
-        stack.scatter_(1, slots, tensors.rhs_reversed[choice])
-        ptr = ptr + count
-    return ids, ptr == 0
+        stacks.push(choice)
+    return ids, stacks.ptr == 0
+
+
+class Stepper(Protocol):
+    """What a decoder gives masked decoding: the logits of step t, one step at a time.
+
+    ``stepper(t, previous)`` returns logits [N, C] of step t, given the outputs chosen at step
+    t - 1 (``previous`` [N] long; None at t = 0). Beam search also calls ``select(rows)``: keep
+    the rows ``rows`` [N] long (with repeats) of whatever state the stepper holds, in that order.
+    """
+
+    def __call__(self, t: int, previous: torch.Tensor | None) -> torch.Tensor: ...
+
+    def select(self, rows: torch.Tensor) -> None: ...
+
+
+class _Stacks:
+    """The nonterminal stacks of N derivations as one [N, S] tensor and a stack pointer [N]."""
+
+    def __init__(self, tensors: GrammarTensors, n: int, length: int, device: torch.device) -> None:
+        self.tensors = tensors
+        self.device = device
+        width = tensors.rhs_reversed.shape[1]
+        # Each step pops one and pushes at most `width`, so the depth never exceeds this.
+        depth = 1 + length * max(width - 1, 0)
+        self.trash = depth  # an extra column that absorbs the writes of unused rhs slots
+        self.stack = torch.zeros(n, depth + 1, dtype=torch.long, device=device)
+        self.stack[:, 0] = tensors.start
+        self.ptr = torch.ones(n, dtype=torch.long, device=device)
+        self.rows = torch.arange(n, device=device)
+        self.offsets = torch.arange(width, device=device)
+        self.empty_row = torch.full((n,), tensors.empty_row, dtype=torch.long, device=device)
+
+    def all_empty(self) -> bool:
+        return not bool((self.ptr > 0).any())
+
+    def pop(self) -> torch.Tensor:
+        """Pop every nonempty stack: the mask row of each derivation [N] (empty stack: row A)."""
+        nonempty = self.ptr > 0
+        top = torch.where(nonempty, self.stack[self.rows, (self.ptr - 1).clamp(min=0)], self.empty_row)
+        self.ptr = self.ptr - nonempty.long()
+        return top
+
+    def push(self, choice: torch.Tensor) -> None:
+        """Push the rhs nonterminals of the chosen outputs [N], leftmost on top."""
+        count = self.tensors.rhs_count[choice]
+        slots = torch.where(self.offsets < count.unsqueeze(1), self.ptr.unsqueeze(1) + self.offsets, self.trash)
+        self.stack.scatter_(1, slots, self.tensors.rhs_reversed[choice])
+        self.ptr = self.ptr + count
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.stack = self.stack[rows]
+        self.ptr = self.ptr[rows]
+
+
+def _checked_step(step: torch.Tensor, n: int, tensors: GrammarTensors, t: int) -> torch.Tensor:
+    if step.shape != (n, tensors.n_outputs):
+        raise ValueError(f"step {t}: logits must have shape [{n}, {tensors.n_outputs}], got {list(step.shape)}")
+    return step
+
+
+@torch.no_grad()
+def beam_search_steps(
+    stepper: Stepper,
+    batch: int,
+    length: int,
+    tensors: GrammarTensors,
+    beam_width: int,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The most probable grammar-valid derivations a beam of ``beam_width`` finds for each of ``batch`` codes.
+
+    ``stepper`` decodes batch * (beam_width + 1) rows, rows b * (K + 1) ... b * (K + 1) + K
+    belonging to code b (so it starts from each code repeated K + 1 times): K beams, and the
+    greedy derivation, kept beside them because a beam can prune the greedy path before it
+    ends and never find anything as probable. A score is the sum of the masked log-probabilities;
+    a finished derivation continues with padding at no cost, so it keeps its place.
+    Returns K + 1 candidates per code, the beams and the greedy derivation (where it equals a
+    beam, it is dropped: unfinished, score -inf): ids [batch, K + 1, L] long, finished
+    [batch, K + 1] bool and scores [batch, K + 1] float, the finished first, each group most
+    probable first. So the best finished candidate is never less probable than greedy
+    decoding's, the greedy derivation is always among them, and beam_width = 1 is greedy decoding.
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    device = torch.device(device)
+    k, c = beam_width, tensors.n_outputs
+    n = batch * (k + 1)
+    stacks = _Stacks(tensors, n, length, device)
+    scores = torch.full((batch, k + 1), float("-inf"), device=device)
+    scores[:, 0] = scores[:, k] = 0.0  # the beams start identical: keep one, or step 0 picks k copies
+    base = (torch.arange(batch, device=device) * (k + 1)).unsqueeze(1)
+    parents = torch.zeros(length, n, dtype=torch.long, device=device)
+    choices = torch.full((length, n), tensors.padding_index, dtype=torch.long, device=device)
+    choice: torch.Tensor | None = None
+    steps = length
+    for t in range(length):
+        if t % 8 == 0 and t and stacks.all_empty():
+            steps = t
+            break
+        top = stacks.pop()
+        step = _checked_step(stepper(t, choice), n, tensors, t)
+        logp = step.float().masked_fill(~tensors.masks[top], float("-inf")).log_softmax(dim=-1).view(batch, k + 1, c)
+        beam_scores, index = (scores[:, :k, None] + logp[:, :k]).reshape(batch, k * c).topk(k, dim=1)
+        greedy_logp, greedy_choice = logp[:, k].max(dim=-1)
+        scores = torch.cat([beam_scores, (scores[:, k] + greedy_logp).unsqueeze(1)], dim=1)
+        rows = torch.cat([base + index // c, base + k], dim=1).reshape(n)
+        choice = torch.cat([index % c, greedy_choice.unsqueeze(1)], dim=1).reshape(n)
+        stacks.select(rows)
+        stepper.select(rows)
+        stacks.push(choice)
+        parents[t], choices[t] = rows, choice
+    # Follow each final row back through its parents.
+    ids = torch.full((n, length), tensors.padding_index, dtype=torch.long, device=device)
+    row = torch.arange(n, device=device)
+    for t in range(steps - 1, -1, -1):
+        ids[:, t] = choices[t, row]
+        row = parents[t, row]
+    ids = ids.view(batch, k + 1, length)
+    finished = (stacks.ptr == 0).view(batch, k + 1) & torch.isfinite(scores)
+    # The greedy row competes with the beams unless one of them is the same derivation.
+    duplicate = (ids[:, :k] == ids[:, k:]).all(dim=-1).any(dim=1)
+    scores[:, k] = scores[:, k].masked_fill(duplicate, float("-inf"))
+    finished[:, k] &= ~duplicate
+    # Finished first (an unfinished score is only a prefix's), then most probable first.
+    by_score = scores.argsort(dim=1, descending=True, stable=True)
+    order = by_score.gather(1, finished.gather(1, by_score).long().argsort(dim=1, descending=True, stable=True))
+    return ids.gather(1, order.unsqueeze(-1).expand(-1, -1, length)), finished.gather(1, order), scores.gather(1, order)
 
 
 @torch.no_grad()

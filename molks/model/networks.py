@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from molks.errors import MolksError
-from molks.model.masked import GrammarTensors, decode_steps
+from molks.model.masked import GrammarTensors, Stepper, beam_search_steps, decode_steps
 
 __all__ = [
     "ACTIVATIONS",
@@ -447,7 +447,7 @@ class MaskedDecoding(nn.Module):
 
     config: NetworkConfig
 
-    def stepper(self, z: torch.Tensor, repeats: int) -> Callable[[int, torch.Tensor | None], torch.Tensor]:
+    def stepper(self, z: torch.Tensor, repeats: int) -> Stepper:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -466,6 +466,46 @@ class MaskedDecoding(nn.Module):
             self.stepper(z, repeats), len(z) * repeats, self.config.max_length, tensors,
             greedy, temperature, generator, z.device,
         )
+
+    @torch.no_grad()
+    def beam_search(
+        self, z: torch.Tensor, tensors: GrammarTensors, beam_width: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Beam search of width K over each code z [B, D]: the K beams and the greedy derivation,
+        ids [B, K + 1, L], finished [B, K + 1] and log-probabilities [B, K + 1], finished and most
+        probable first (``beam_search_steps``)."""
+        return beam_search_steps(
+            self.stepper(z, beam_width + 1), len(z), self.config.max_length, tensors, beam_width, z.device
+        )
+
+
+class _FixedLogits:
+    """Stepper over logits computed in advance [N, L, C] (the repeat decoder sees no feedback)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+    def __call__(self, t: int, previous: torch.Tensor | None) -> torch.Tensor:
+        return self.logits[:, t]
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.logits = self.logits[rows]
+
+
+class _RecurrentSteps:
+    """Stepper of the autoregressive decoder: dense(z) [N, E] and the GRU state [layers, N, H]."""
+
+    def __init__(self, decoder: "AutoregressiveGrammarDecoder", z: torch.Tensor) -> None:
+        self.decoder = decoder
+        self.h, self.state = decoder.start(z)
+        self.first = torch.full((len(z),), decoder.start_index, dtype=torch.long, device=self.h.device)
+
+    def __call__(self, t: int, previous: torch.Tensor | None) -> torch.Tensor:
+        logits, self.state = self.decoder.step(self.h, self.state, self.first if previous is None else previous)
+        return logits
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.h, self.state = self.h[rows], self.state[:, rows]
 
 
 class GrammarDecoder(MaskedDecoding):
@@ -493,10 +533,9 @@ class GrammarDecoder(MaskedDecoding):
         h, _ = self.gru(h)
         return self.out(h)
 
-    def stepper(self, z: torch.Tensor, repeats: int) -> Callable[[int, torch.Tensor | None], torch.Tensor]:
+    def stepper(self, z: torch.Tensor, repeats: int) -> Stepper:
         # The logits are computed once per code; only the selection is repeated.
-        logits = self(z).float().repeat_interleave(repeats, dim=0)
-        return lambda t, previous: logits[:, t]
+        return _FixedLogits(self(z).float().repeat_interleave(repeats, dim=0))
 
 
 class AutoregressiveGrammarDecoder(MaskedDecoding):
@@ -557,16 +596,8 @@ class AutoregressiveGrammarDecoder(MaskedDecoding):
         out, _ = self.gru(inputs, state)
         return self.out(out)
 
-    def stepper(self, z: torch.Tensor, repeats: int) -> Callable[[int, torch.Tensor | None], torch.Tensor]:
-        h, state = self.start(z.repeat_interleave(repeats, dim=0))
-        first = torch.full((len(h),), self.start_index, dtype=torch.long, device=h.device)
-
-        def next_logits(t: int, previous: torch.Tensor | None) -> torch.Tensor:
-            nonlocal state
-            logits, state = self.step(h, state, first if previous is None else previous)
-            return logits
-
-        return next_logits
+    def stepper(self, z: torch.Tensor, repeats: int) -> Stepper:
+        return _RecurrentSteps(self, z.repeat_interleave(repeats, dim=0))
 
 
 def make_decoder(config: NetworkConfig) -> GrammarDecoder | AutoregressiveGrammarDecoder:
