@@ -50,6 +50,41 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, moses_s
     assert (straight / "metrics.csv").read_text().count("\n") == (interrupted / "metrics.csv").read_text().count("\n") == 4
 
 
+@pytest.mark.parametrize("regularizer", ["gmm", "vae"])  # vae: the random state is part of the checkpoint
+def test_a_kill_inside_an_epoch_resumes_at_the_batch_it_reached(
+    tmp_path: Path, moses_smiles: list[str], monkeypatch: pytest.MonkeyPatch, regularizer: str
+) -> None:
+    from molks.training import trainer
+
+    texts = moses_smiles[:200]  # 180 for training: 5 batches of 32 an epoch
+    straight = train_tiny(tmp_path / "straight", texts, regularizer=regularizer, epochs=2, checkpoint_minutes=0)
+    real_step, steps = trainer.train_step, []
+
+    def killed_in_epoch_two(*args: object, **kwargs: object) -> object:
+        if len(steps) == 5 + 3:  # batches 1-3 of epoch 2 are done and checkpointed
+            raise KeyboardInterrupt
+        steps.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(tmp_path / "killed", texts, regularizer=regularizer, epochs=2, checkpoint_minutes=0)
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    _, meta, _ = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.safetensors")
+    assert meta["state"]["epoch"] == 1 and meta["state"]["partial"]["batches"] == 3
+    resumed_steps: list[int] = []
+    monkeypatch.setattr(trainer, "train_step", lambda *a, **k: resumed_steps.append(1) or real_step(*a, **k))
+    train_tiny(tmp_path / "killed", texts, regularizer=regularizer, epochs=2, resume=True, checkpoint_minutes=5)
+    assert len(resumed_steps) == 2  # only batches 4 and 5 of epoch 2 ran again
+    a, b = _weights(straight), _weights(tmp_path / "killed")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    rows = [list(csv.DictReader((run / "metrics.csv").open())) for run in (straight, tmp_path / "killed")]
+    for key in ("train_total", "train_rec", "val_total"):
+        assert [r[key] for r in rows[0]] == [r[key] for r in rows[1]], key
+    assert "partial" not in load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.safetensors")[1]["state"]
+
+
 def test_resume_rejects_a_different_model(tmp_path: Path, tiny_run: Path, moses_smiles: list[str]) -> None:
     import shutil
 

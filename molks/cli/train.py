@@ -64,7 +64,8 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = TrainConfig.device,
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and batches.")] = TrainConfig.seed,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<data>-<regularizer>).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last finished epoch.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (the last finished epoch, or the batch a mid-epoch checkpoint reached).")] = False,
+    checkpoint_minutes: Annotated[float, typer.Option(help="Also checkpoint inside an epoch every this many minutes (0: after every batch), so that a kill loses at most that much.")] = TrainConfig.checkpoint_minutes,
 ) -> None:
     """Train a grammar autoencoder with the KS/CV Gaussian-mixture regulariser (or a baseline)."""
     options = dict(_parse_option(o) for o in option or [])
@@ -75,7 +76,7 @@ def train_command(
         encoder=encoder.value if encoder else None, decoder=decoder.value, feedback_dropout=feedback_dropout,
         regularizer_options=options, lambda_rec=lambda_rec,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                          seed=seed, device=device),
+                          seed=seed, device=device, checkpoint_minutes=checkpoint_minutes),
     )  # fmt: skip
     run = train_from_file(data, spec, out, resume=resume, column=column, canonicalize=canonicalize,
                           log=lambda message: typer.echo(message, err=True))  # fmt: skip

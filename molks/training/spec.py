@@ -69,6 +69,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    checkpoint_minutes: float = 10.0
+    """Also save a checkpoint inside an epoch every this many minutes (0: after every batch), so
+    that a killed run loses at most that much; ``--resume`` continues from the batch it reached."""
 
     def __post_init__(self) -> None:
         # Checked here, before train() writes anything, so that a typo never leaves a run folder.
@@ -92,6 +95,7 @@ _TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clip_grad_norm": (lambda v: is_number(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
     "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "amp": (lambda v: isinstance(v, bool), "true or false"),
+    "checkpoint_minutes": (lambda v: is_number(v) and v >= 0, "a finite number >= 0 (0: after every batch)"),
 }
 
 # The devices molks runs on; torch accepts many more names (meta, xla, ...) that would fail later.

@@ -6,13 +6,16 @@
 - ``config.json``      the model and training configuration, the grammar's hash, the data
 - ``grammar.cfg``      the grammar the production indices refer to
 - ``model.safetensors`` the best weights (lowest validation loss), what ``molks.load`` reads
-- ``checkpoints/last.safetensors`` weights + optimiser + state after the last finished epoch
+- ``checkpoints/last.safetensors`` weights + optimiser + state after the last finished epoch,
+  or, every ``checkpoint_minutes`` inside an epoch, after the last batch reached
 - ``metrics.csv``, ``loss_curves.png``  per-epoch loss terms
 - ``train.smi.gz``, ``validation.smi``  the split, for evaluation (novelty, reconstruction)
 - ``ex_post_gmm.safetensors``  a GMM fitted on the training codes after training
 
-Every epoch starts from seeds derived from (seed, epoch), so a run killed and resumed
-with ``resume=True`` continues exactly as an uninterrupted run would.
+Every epoch starts from seeds derived from (seed, epoch), and a checkpoint taken inside an
+epoch also holds the batch reached, the running sums and the random state, so a run killed and
+resumed with ``resume=True`` continues exactly as an uninterrupted run would (on one process;
+distributed processes all resume from rank 0's random state).
 
 Under ``torchrun`` each process takes an equal shard of every global batch; the
 codes are gathered across processes before the regulariser so that KS/CV see the
@@ -21,6 +24,7 @@ global batch, which makes distributed training agree with a single process.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import sys
@@ -166,6 +170,7 @@ def train(
         gather = _gather_with_grad
     use_amp = train_config.amp and device.type == "cuda"
 
+    partial = state.pop("partial", None)  # an epoch a mid-epoch checkpoint left unfinished
     while state["epoch"] < train_config.epochs and not state["stopped"]:
         epoch = state["epoch"] + 1
         started = time.perf_counter()
@@ -173,13 +178,22 @@ def train(
         order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(train_config.seed * 7919 + epoch))
         n_batches = len(train_data) // train_config.batch_size  # drop the last, smaller batch (GMM weights are per size)
         sums: dict[str, float] = {}
+        first = 0
+        if partial is not None and partial["epoch"] == epoch:
+            first, sums = partial["batches"], dict(partial["sums"])
+            started -= partial["seconds"]
+            set_random_state(partial["random"], device)
+            log(f"resuming epoch {epoch} at batch {first + 1} of {n_batches}")
+        partial = None
+        checkpoint_clock = Heartbeat(60 * train_config.checkpoint_minutes)
         model.train()
         shown = rank == 0 and showing(progress)
         bar = progress_bar(n_batches * train_config.batch_size, f"epoch {epoch}/{train_config.epochs}", shown,
                            unit="mol", unit_scale=True)  # fmt: skip
         # Without a terminal (nohup, CI) no bar shows: a line a minute says how far the epoch is.
         heartbeat = Heartbeat(PROGRESS_LINE_SECONDS) if rank == 0 and progress is not False and not shown else None
-        for b in range(n_batches):
+        bar.update(first * train_config.batch_size)
+        for b in range(first, n_batches):
             batch = order[b * train_config.batch_size : (b + 1) * train_config.batch_size][rank::world]
             x = train_data[batch].to(device, non_blocking=True).long()
             terms = train_step(ddp_model, x, optimizer, train_config.clip_grad_norm, use_amp, gather)
@@ -190,6 +204,15 @@ def train(
                 bar.set_postfix_str(_running_terms(sums, b + 1), refresh=False)
             if heartbeat is not None and heartbeat.due():
                 log(_progress_line(epoch, b + 1, n_batches, time.perf_counter() - started, train_config.batch_size, sums))
+            if rank == 0 and b + 1 < n_batches and (train_config.checkpoint_minutes == 0 or checkpoint_clock.due()):
+                reached = {"epoch": epoch, "batches": b + 1, "sums": sums, "seconds": time.perf_counter() - started,
+                           "random": random_state(device)}  # fmt: skip
+                save_checkpoint(
+                    checkpoint_path,
+                    model.state_dict(),
+                    {"config": config_doc, "state": {**state, "partial": reached}, "scheduler": scheduler.state_dict()},
+                    optimizer.state_dict(),
+                )
         bar.close()
         metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
         metrics.update({f"val_{k}": v for k, v in _evaluate(model, val_data, train_config.batch_size, device, use_amp).items()})
@@ -225,6 +248,24 @@ def train(
     if world > 1:
         dist.barrier()
     return run.path
+
+
+def random_state(device: torch.device) -> dict[str, str]:
+    """torch's random state (the CPU's, and the device's on CUDA) as base64 text for a checkpoint's JSON."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return {name: base64.b64encode(state.numpy().tobytes()).decode("ascii") for name, state in states.items()}
+
+
+def set_random_state(saved: dict[str, str], device: torch.device) -> None:
+    """Restore what :func:`random_state` saved (a CUDA state only onto a CUDA device)."""
+    def tensor(text: str) -> torch.Tensor:
+        return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+    torch.set_rng_state(tensor(saved["cpu"]))
+    if device.type == "cuda" and "cuda" in saved:
+        torch.cuda.set_rng_state(tensor(saved["cuda"]), device)
 
 
 def train_step(
@@ -310,7 +351,8 @@ def _check_resumable(run: RunDir, config_doc: dict[str, Any]) -> None:
         saved_model = saved.get("model")
     if saved_model != config_doc["model"]:
         raise TrainingError(f"--resume: {run.path} was trained with a different model configuration; use another --out")
-    changed = {k for k in config_doc["train"] if k not in ("epochs", "device", "patience") and saved["train"].get(k) != config_doc["train"][k]}
+    free = ("epochs", "device", "patience", "checkpoint_minutes")  # options that may change between sessions
+    changed = {k for k in config_doc["train"] if k not in free and saved["train"].get(k) != config_doc["train"][k]}
     if changed:
         raise TrainingError(f"--resume: training options {sorted(changed)} differ from the run in {run.path}")
 
