@@ -362,8 +362,9 @@ def beam_search_steps(
         row = parents[t, row]
     ids = ids.view(batch, k + 1, length)
     finished = (stacks.ptr == 0).view(batch, k + 1) & torch.isfinite(scores)
-    # The greedy row competes with the beams unless one of them is the same derivation.
-    duplicate = (ids[:, :k] == ids[:, k:]).all(dim=-1).any(dim=1)
+    # The greedy row competes with the beams unless one of them is the same derivation (a beam
+    # at -inf, filler where fewer than K prefixes exist, may repeat any derivation: not those).
+    duplicate = ((ids[:, :k] == ids[:, k:]).all(dim=-1) & torch.isfinite(scores[:, :k])).any(dim=1)
     scores[:, k] = scores[:, k].masked_fill(duplicate, float("-inf"))
     finished[:, k] &= ~duplicate
     # Finished first (an unfinished score is only a prefix's), then most probable first.
