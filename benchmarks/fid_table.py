@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|" + "---|---|" * len(KINDS) + "---|")
     for run, regularizer, note, scores in rows:
         print(f"| {run} | {regularizer} | " + " | ".join(cell(scores[k]) for k in KINDS) + f" | {note} |")
-    print(f"\nMachine: {machine()}; {load()}")
+    print(f"\nMachine: {machine(torch.device('cpu'))}; {load()}")
     print(f"Total {time.perf_counter() - started:.0f} s")
     print(f"Command: {command}")
     return 0

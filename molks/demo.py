@@ -64,7 +64,8 @@ class DemoSettings:
     """Sizes of the demo's steps.
 
     n_samples: prior (and ex-post) samples decoded by the evaluation.
-    held_out: held-out molecules reconstructed (None: the run's whole validation set).
+    held_out: held-out molecules reconstructed (None: the run's whole validation set; 500 keep the
+        beam search's share of the demo under a minute).
     iterations / q / decodings / pool_size: the optimisation (rounds, proposals per round,
         sampled decodings per proposal, starting molecules).
     train_size / epochs / batch_size / tiny_network: training with ``train=True``
@@ -72,7 +73,7 @@ class DemoSettings:
     """
 
     n_samples: int = 300
-    held_out: int | None = None
+    held_out: int | None = 500
     iterations: int = 2
     q: int = 20
     decodings: int = 50
