@@ -48,6 +48,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, moses_s
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     assert (straight / "metrics.csv").read_text().count("\n") == (interrupted / "metrics.csv").read_text().count("\n") == 4
+    assert json.loads((interrupted / "config.json").read_text())["train"]["epochs"] == 3  # the resumed run's own
 
 
 @pytest.mark.parametrize("regularizer", ["gmm", "vae"])  # vae: the random state is part of the checkpoint

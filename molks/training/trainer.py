@@ -126,6 +126,8 @@ def train(
         _check_resumable(run, config_doc)
     elif run.exists():
         raise TrainingError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
+    if rank == 0 and resume:
+        run.write_config(config_doc)  # what differs is only what may (epochs, device, patience, ...)
     if world > 1:
         dist.barrier()  # every process has checked the run directory before rank 0 writes into it
 
