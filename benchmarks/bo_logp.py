@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None, target: str, default_out: str) -> argpars
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--decodings", type=int, default=100, help="sampled decodings per proposal (published protocol: 500)")
+    p.add_argument("--beam-width", type=int, default=0, help="decode proposals by beam search of this width instead (0: sampled decodings)")
     p.add_argument("--pool", default=None, help="starting pool file (default: the run's train.smi.gz)")
     p.add_argument("--pool-size", type=int, default=2000)
     p.add_argument("--region", default="trust-region", choices=["trust-region", "box"])
@@ -76,6 +77,7 @@ def run_seeds(args: argparse.Namespace, target: str) -> list[dict[str, Any]]:
         config = OptimizeConfig(
             iterations=args.iterations,
             decodings=args.decodings,
+            beam_width=args.beam_width,
             pool_size=args.pool_size,
             seed=seed,
             heldout=args.heldout,
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None, target: str = "logp", published: dict[st
     summaries = run_seeds(args, target)
     agg = aggregate(summaries, maximize=summaries[0]["maximize"] if summaries else True)
     label = f"molks {args.region}/{args.strategy} q={args.batch_size} x {args.iterations}"
-    print(f"\nsettings: pool {args.pool_size} from {args.pool or 'train.smi.gz'}, {args.decodings} decodings per proposal, "
+    print(f"\nsettings: pool {args.pool_size} from {args.pool or 'train.smi.gz'}, {f"beam search of {args.beam_width}" if args.beam_width else f"{args.decodings} decodings"} per proposal, "
           f"surrogate {args.surrogate}, model {args.run_dir}")
     print_table(agg, PUBLISHED_LOGP if published is None else published, label)
     if args.json:

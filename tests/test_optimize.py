@@ -214,6 +214,20 @@ def test_existing_run_needs_resume_and_the_same_settings(two_iterations: Path, t
         optimize(model, pool, two_iterations, "qed", _config(2), resume=True, progress=False)
 
 
+def test_beam_decoding_of_the_proposals(tiny_run: Path, pool: list[str], tmp_path: Path) -> None:
+    model = molks.load(tiny_run)
+    config = OptimizeConfig(iterations=1, beam_width=3, pool_size=100, seed=1, surrogate=FAST_GP, acquisition=FAST_ACQ)
+    summary = optimize(model, pool, tmp_path, "logp", config, progress=False)
+    assert summary["settings"]["beam_width"] == 3 and "beam search of width 3" in summary["note"]
+    rows = [r for r in _read_csv(tmp_path / "candidates.csv") if r["iteration"] == "1"]
+    z = torch.tensor([[float(r[f"z{j}"]) for j in range(model.latent_dim)] for r in rows])
+    assert [r["string"] for r in rows] == [s or "" for s in model.decode(z, beam_width=3)]
+    with pytest.raises(OptimizeError, match="different config"):  # a run decoded one way does not resume another
+        optimize(model, pool, tmp_path, "logp", _config(2), resume=True, progress=False)
+    with pytest.raises(OptimizeError, match="beam_width"):
+        OptimizeConfig(beam_width=-1)
+
+
 def test_expression_target_loop(tiny_expression_run: Path, tmp_path: Path) -> None:
     model = molks.load(tiny_expression_run)
     texts = (Path(__file__).resolve().parents[1] / "data" / "expressions.txt").read_text().splitlines()[400:480]

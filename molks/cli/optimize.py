@@ -43,6 +43,9 @@ def optimize(
     decodings: int = typer.Option(
         100, "--decodings", help="Sampled decodings per proposal besides the greedy one (the published protocol: 500)."
     ),
+    beam_width: int = typer.Option(
+        0, "--beam-width", min=0, help="Decode each proposal with a beam search of this width instead (0: greedy plus --decodings sampled decodings)."
+    ),
     region: str = typer.Option("trust-region", "--region", help="Where proposals may lie: trust-region | box."),
     strategy: str = typer.Option("joint", "--strategy", help="Batch optimisation: joint | sequential (slow baseline)."),
     surrogate: str = typer.Option("exact", "--surrogate", help="GP: exact | variational | auto (choose on a 10% held-out split)."),
@@ -66,6 +69,7 @@ def optimize(
     config = OptimizeConfig(
         iterations=iterations,
         decodings=decodings,
+        beam_width=beam_width,
         pool_size=pool_size,
         seed=seed,
         heldout=heldout,

@@ -89,7 +89,9 @@ def summary(state: OptimizationState) -> dict[str, Any]:
         "iterations": iterations,
         "trust_region": state.meta["trust_region"] if region == "trust-region" else None,
         "settings": settings,
-        "note": f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept",
+        "note": (f"each proposal decoded by a beam search of width {settings['beam_width']}, the valid candidate whose code is nearest kept"
+                 if settings.get("beam_width") else
+                 f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept"),
     }
 
 
