@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None, target: str = "logp", published: dict[st
     summaries = run_seeds(args, target)
     agg = aggregate(summaries, maximize=summaries[0]["maximize"] if summaries else True)
     label = f"molks {args.region}/{args.strategy} q={args.batch_size} x {args.iterations}"
-    print(f"\nsettings: pool {args.pool_size} from {args.pool or 'train.smi.gz'}, {f"beam search of {args.beam_width}" if args.beam_width else f"{args.decodings} decodings"} per proposal, "
+    decoding = f"beam search of {args.beam_width}" if args.beam_width else f"{args.decodings} decodings"
+    print(f"\nsettings: pool {args.pool_size} from {args.pool or 'train.smi.gz'}, {decoding} per proposal, "
           f"surrogate {args.surrogate}, model {args.run_dir}")
     print_table(agg, PUBLISHED_LOGP if published is None else published, label)
     if args.json:
