@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple, overload
 import numpy as np
 import torch
 
-from molks.decoding import DEFAULT_BEAM_WIDTH, best_valid
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.domain import Domain, ItemError, domain_for_grammar, domain_of_config
 from molks.grammar import Grammar, GrammarError
 from molks.model.autoencoder import Autoencoder, ModelConfig
@@ -212,11 +212,13 @@ class LatentModel:
         """For each code z [N, D]: the valid candidate of its beams whose code is nearest z."""
         owners: list[int] = []
         candidates: list[str] = []
+        chosen: list[str | None] = []  # best_valid's answer, kept for codes with no encodable candidate
         for i, found in enumerate(beams):
-            valid = list(dict.fromkeys(t for t, _ in found if t is not None and self.is_valid(t)))
+            complete = [t for t, _ in found if t is not None]
+            valid = list(dict.fromkeys(t for t in complete if self.is_valid(t)))  # each checked once
+            chosen.append(valid[0] if valid else complete[0] if complete else None)
             owners += [i] * len(valid)
             candidates += valid
-        chosen = [best_valid(found, self.is_valid) for found in beams]  # for codes with no encodable candidate
         if not candidates:
             return chosen
         # Length-sorted batches of 256 encode 1.5x as fast as 1,024 on one CPU thread (measured).
