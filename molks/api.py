@@ -29,8 +29,6 @@ from molks.training.trainer import resolve_device
 
 __all__ = ["Encoding", "LatentModel", "load", "pad_sequences"]
 
-_SHIPPED_DIR = Path(__file__).resolve().parent / "models"
-
 
 def pad_sequences(sequences: Sequence[Sequence[int]], length: int, padding_index: int) -> np.ndarray:
     """Production sequences -> one padded int64 array [N, length]."""
@@ -300,13 +298,8 @@ class LatentModel:
 
 def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentModel:
     """Load a trained run directory (or a model shipped with molks, e.g. ``"moses"``)."""
-    run = Path(name_or_path)
-    if not run.exists() and (_SHIPPED_DIR / str(name_or_path)).is_dir():
-        run = _SHIPPED_DIR / str(name_or_path)
-    run_dir = RunDir(run)
-    if not run_dir.exists():
-        shipped = sorted(p.name for p in _SHIPPED_DIR.iterdir() if p.is_dir()) if _SHIPPED_DIR.is_dir() else []
-        raise CheckpointError(f"{run}: not a molks run directory (no config.json); shipped models: {shipped}")
+    run_dir = RunDir.resolve(name_or_path)
+    run = run_dir.path
     doc = run_dir.read_config()
     try:
         config = ModelConfig.from_dict(doc["model"])

@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from molks.grammar import Grammar
     from molks.model.regularizers import ExPostGMM
 
-__all__ = ["RunDir"]
+__all__ = ["RunDir", "SHIPPED_MODELS"]
+
+SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
+"""Where the models installed with molks live (``molks.load("moses")``)."""
 
 
 class RunDir:
@@ -54,6 +57,19 @@ class RunDir:
     EX_POST = "ex_post_gmm.safetensors"
     # What a run holds before its first epoch ends; a checkpoint means it really started.
     START_FILES = (CONFIG, GRAMMAR, VALIDATION, TRAIN)
+
+    @classmethod
+    def resolve(cls, name_or_path: str | os.PathLike[str]) -> RunDir:
+        """The run at ``name_or_path``, or the shipped model of that name when no such path exists;
+        a :class:`CheckpointError` listing the shipped models when neither holds a run."""
+        path = Path(name_or_path)
+        if not path.exists() and (SHIPPED_MODELS / str(name_or_path)).is_dir():
+            path = SHIPPED_MODELS / str(name_or_path)
+        run = cls(path)
+        if not run.exists():
+            shipped = sorted(p.name for p in SHIPPED_MODELS.iterdir() if p.is_dir()) if SHIPPED_MODELS.is_dir() else []
+            raise CheckpointError(f"{path}: not a molks run directory (no config.json); shipped models: {shipped}")
+        return run
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

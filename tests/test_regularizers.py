@@ -341,3 +341,64 @@ def test_gmm_sample_prior_by_component() -> None:
         reg.sample_prior(3, component=5)
     with pytest.raises(RegularizerError, match="single-component"):
         make_regularizer("vae", 3, 8).sample_prior(3, component=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Levers for sample quality: noise on the decoder's codes, and the sliced KS
+# ----------------------------------------------------------------------------------------------
+
+
+def test_latent_noise_makes_code_plus_noise_distributed_as_the_prior() -> None:
+    from molks.model.regularizers import sliced_ks_loss
+
+    reg = GMMRegularizer(8, 512, n_components=4, sigma=1.0, latent_noise=0.6)
+    inner = reg.code_prior
+    assert math.isclose(float(inner.sigma), 0.8, rel_tol=1e-6)
+    assert torch.equal(inner.means, reg.prior.means)
+    # Codes that match the inner mixture, plus the training noise, are samples of the prior: their
+    # KS and CV to the prior are those of true prior samples; the codes alone are far from it.
+    codes = inner.sample(4096, generator=_gen(1))
+    noisy = reg.train().latent(codes)
+    assert float(ks_loss(noisy, reg.prior)) < 2 * expected_ks_loss(4096)
+    assert float(ks_loss(codes, reg.prior)) > 5 * expected_ks_loss(4096)
+    assert float(cv_loss(noisy, reg.prior)) < 0.2 * float(cv_loss(codes, reg.prior))
+    # The loss scores the noise-free codes against the inner mixture; evaluation gives the code itself.
+    assert float(reg.loss(noisy, codes)["ks"]) < 2 * expected_ks_loss(4096)
+    assert torch.equal(reg.eval().latent(codes), codes)
+    # Sampling is from the prior itself.
+    assert torch.equal(reg.sample_prior(5, generator=_gen(2)), reg.prior.sample(5, generator=_gen(2)))
+    assert float(sliced_ks_loss(noisy, reg.prior, 16, generator=_gen(3))) < 3 * expected_ks_loss(4096)
+
+
+def test_latent_noise_must_stay_below_sigma() -> None:
+    with pytest.raises(RegularizerError, match="below sigma"):
+        make_regularizer("gmm", 4, 64, sigma=0.5, latent_noise=0.5)
+    with pytest.raises(RegularizerError, match="latent_noise"):
+        make_regularizer("gmm", 4, 64, latent_noise=-0.1)
+
+
+def test_sliced_ks_sees_a_joint_that_the_marginals_miss() -> None:
+    from molks.model.regularizers import sliced_ks_loss
+
+    prior = GaussianMixturePrior(torch.zeros(1, 6), 1.0)
+    good = prior.sample(2048, generator=_gen(4))
+    # Every marginal is N(0, 1), but all dimensions are one and the same number: a line, not a cloud.
+    line = good[:, :1].repeat(1, 6)
+    assert float(ks_loss(line, prior)) < 2 * expected_ks_loss(2048)
+    sliced_good = float(sliced_ks_loss(good, prior, 64, generator=_gen(5)))
+    sliced_line = float(sliced_ks_loss(line, prior, 64, generator=_gen(5)))
+    assert sliced_good < 2 * expected_ks_loss(2048)
+    assert sliced_line > 10 * sliced_good
+
+
+def test_projections_add_the_sliced_term_and_keep_gradients() -> None:
+    reg = make_regularizer("gmm", 6, 64, n_components=3, projections=8)
+    z = torch.randn(64, 6, requires_grad=True)
+    terms = reg.loss(z)
+    assert set(terms) == {"total", "ks", "cv", "sks"}
+    expected = reg.lambda_ks * terms["ks"] + reg.lambda_cv * terms["cv"] + reg.lambda_ks * terms["sks"]
+    assert torch.allclose(terms["total"], expected)
+    terms["total"].backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    with pytest.raises(RegularizerError, match="projections"):
+        make_regularizer("gmm", 6, 64, projections=-1)

@@ -244,3 +244,41 @@ def test_training_without_a_terminal_logs_progress_within_each_epoch(
     within = [line for line in lines if "batches" in line]
     assert len(within) == 2  # 86 training molecules: 2 batches of 32
     assert within[0].startswith("epoch 1: 1/2 batches,") and "molecules/s" in within[0] and "min left" in within[0]
+
+
+def test_init_from_fine_tunes_the_networks_with_new_regulariser_options(
+    tmp_path: Path, tiny_run: Path, moses_smiles: list[str]
+) -> None:
+    from molks.training.checkpoint import load_checkpoint
+    from molks.training.spec import TrainConfig, TrainingSpec, train_from_file
+
+    source, _, _ = load_checkpoint(tiny_run / "model.safetensors")
+    data = tmp_path / "data.smi"
+    data.write_text("".join(f"{t}\n" for t in moses_smiles[:300]))
+    spec = TrainingSpec(preset="tiny", regularizer_options={"latent_noise": 0.5, "projections": 4},
+                        train=TrainConfig(batch_size=32, epochs=1, seed=0, learning_rate=1e-12))  # fmt: skip
+    run = train_from_file(data, spec, tmp_path / "tuned", init_from=tiny_run, processes=1, use_cache=False,
+                          progress=False, log=lambda _: None)  # fmt: skip
+    tuned, _, _ = load_checkpoint(run / "model.safetensors")
+    # A learning rate of 1e-12 leaves the networks where they started: the source run's weights.
+    for key, value in source.items():
+        if not key.startswith("regularizer."):
+            assert torch.allclose(tuned[key], value, atol=1e-6), key
+    config = json.loads((run / "config.json").read_text())
+    assert config["init_from"]["run"] == str(tiny_run)
+    assert config["init_from"]["epoch"] is not None
+    assert config["model"]["regularizer_options"]["latent_noise"] == 0.5
+    # Its sequences keep the source network's length, whatever the new data's longest derivation.
+    assert config["model"]["network"]["max_length"] == json.loads((tiny_run / "config.json").read_text())["model"]["network"]["max_length"]
+
+
+def test_init_from_refuses_another_network(tmp_path: Path, tiny_run: Path, moses_smiles: list[str]) -> None:
+    from molks.training.spec import TrainConfig, TrainingError, TrainingSpec, train_from_file
+
+    data = tmp_path / "data.smi"
+    data.write_text("".join(f"{t}\n" for t in moses_smiles[:300]))
+    spec = TrainingSpec(preset="tiny", latent_dim=3, train=TrainConfig(batch_size=32, epochs=1))
+    with pytest.raises(TrainingError, match="network differs"):
+        train_from_file(data, spec, tmp_path / "other", init_from=tiny_run, processes=1, use_cache=False,
+                        progress=False, log=lambda _: None)  # fmt: skip
+    assert not (tmp_path / "other").exists()

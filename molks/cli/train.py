@@ -65,6 +65,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and batches.")] = TrainConfig.seed,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<data>-<regularizer>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (the last finished epoch, or the batch a mid-epoch checkpoint reached).")] = False,
+    init_from: Annotated[Optional[str], typer.Option(help="Start from the network weights of this run (or shipped model, e.g. moses): fine-tune with new regulariser or training options.")] = None,
     checkpoint_minutes: Annotated[float, typer.Option(help="Also checkpoint inside an epoch every this many minutes (0: after every batch), so that a kill loses at most that much.")] = TrainConfig.checkpoint_minutes,
 ) -> None:
     """Train a grammar autoencoder with the KS/CV Gaussian-mixture regulariser (or a baseline)."""
@@ -78,7 +79,7 @@ def train_command(
         train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                           seed=seed, device=device, checkpoint_minutes=checkpoint_minutes),
     )  # fmt: skip
-    run = train_from_file(data, spec, out, resume=resume, column=column, canonicalize=canonicalize,
+    run = train_from_file(data, spec, out, resume=resume, init_from=init_from, column=column, canonicalize=canonicalize,
                           log=lambda message: typer.echo(message, err=True))  # fmt: skip
     typer.echo(str(run))
 

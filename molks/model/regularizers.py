@@ -60,6 +60,7 @@ __all__ = [
     "make_regularizer",
     "mmd_imq",
     "regularizer_options",
+    "sliced_ks_loss",
 ]
 
 
@@ -108,6 +109,21 @@ def cv_loss(z: Tensor, prior: GaussianMixturePrior) -> Tensor:
     _check_codes(z, prior.dim, 2, "cv_loss")
     target = prior.covariance().to(device=z.device, dtype=z.dtype)
     return (empirical_covariance(z) - target).square().mean()
+
+
+def sliced_ks_loss(z: Tensor, prior: GaussianMixturePrior, n_projections: int, generator: torch.Generator | None = None) -> Tensor:
+    """KS loss of z projected on ``n_projections`` random unit directions, to the prior projected on
+    the same directions (scalar). A mixture of isotropic components projects onto a unit direction w
+    as the one-dimensional mixture with centres mu_k . w and the same sigma, so the target is exact.
+    Marginals alone leave the joint free; random directions see across dimensions.
+
+    z: [N, d]; directions drawn from ``generator`` (default: the global random state).
+    """
+    _check_codes(z, prior.dim, 1, "sliced_ks_loss")
+    directions = torch.randn(prior.dim, n_projections, generator=generator, device=z.device, dtype=z.dtype)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    projected = GaussianMixturePrior(prior.means.to(z.dtype) @ directions, float(prior.sigma))
+    return ks_loss(z @ directions, projected)
 
 
 def expected_ks_loss(batch_size: int) -> float:
@@ -406,6 +422,10 @@ class GMMRegularizer(LatentRegularizer):
         "centres are 6 sigma apart (the separation the authors' code enforces)",
         "seed": "seed for centre placement when K > 2*latent_dim and for the weight estimate (0)",
         "n_weight_batches": "prior batches used to estimate lambda_KS and lambda_CV (256: ~6% standard error)",
+        "latent_noise": "s < sigma: train the decoder on code + N(0, s^2) and match the codes to the mixture of "
+        "component sd sqrt(sigma^2 - s^2), so that what the decoder learns from is the prior itself (0: off)",
+        "projections": "P: also match P random one-dimensional projections of the codes per batch to the "
+        "prior's projections (a sliced KS, for the joint distribution; 0: off)",
     }
 
     lambda_ks: Tensor
@@ -420,6 +440,8 @@ class GMMRegularizer(LatentRegularizer):
         radius: float | None = None,
         seed: int = 0,
         n_weight_batches: int = 256,
+        latent_noise: float = 0.0,
+        projections: int = 0,
         prior: GaussianMixturePrior | None = None,
     ) -> None:
         super().__init__(latent_dim)
@@ -430,10 +452,14 @@ class GMMRegularizer(LatentRegularizer):
                 raise RegularizerError(str(err)) from err
         elif prior.dim != latent_dim:
             raise RegularizerError(f"prior has dim {prior.dim} but latent_dim is {latent_dim}")
+        if not 0 <= latent_noise < float(prior.sigma):
+            raise RegularizerError(f"latent_noise must be >= 0 and below sigma ({float(prior.sigma)}), got {latent_noise}")
         self.prior = prior
+        self.latent_noise = float(latent_noise)
+        self.projections = int(projections)
         self.batch_size = int(batch_size)
         gen = torch.Generator(device=prior.means.device).manual_seed(int(seed))
-        lam_ks, lam_cv = estimate_loss_weights(prior, self.batch_size, n_weight_batches, generator=gen)
+        lam_ks, lam_cv = estimate_loss_weights(self.code_prior, self.batch_size, n_weight_batches, generator=gen)
         self.register_buffer("lambda_ks", torch.tensor(lam_ks, dtype=prior.means.dtype))
         self.register_buffer("lambda_cv", torch.tensor(lam_cv, dtype=prior.means.dtype))
         self.config.update(
@@ -443,7 +469,27 @@ class GMMRegularizer(LatentRegularizer):
             radius=None if radius is None else float(radius),
             seed=int(seed),
             n_weight_batches=int(n_weight_batches),
+            latent_noise=self.latent_noise,
+            projections=self.projections,
         )
+
+    @property
+    def code_prior(self) -> GaussianMixturePrior:
+        """What the codes (encoder means) are matched to: the prior, or with ``latent_noise`` s the
+        same centres with component sd sqrt(sigma^2 - s^2), so that code + N(0, s^2) is the prior."""
+        if self.latent_noise == 0:
+            return self.prior
+        inner = math.sqrt(float(self.prior.sigma) ** 2 - self.latent_noise**2)
+        return GaussianMixturePrior(self.prior.means, inner)
+
+    def latent(self, h_mean: Tensor, h_logvar: Tensor | None = None, training: bool | None = None) -> Tensor:
+        """The code itself, or while training with ``latent_noise`` s the code + N(0, s^2): the
+        decoder then learns from the whole prior, not only from the data's own codes."""
+        z = super().latent(h_mean, h_logvar, training)
+        training = self.training if training is None else training
+        if training and self.latent_noise > 0:
+            z = z + self.latent_noise * torch.randn_like(z)
+        return z
 
     def extra_repr(self) -> str:
         return (
@@ -452,10 +498,20 @@ class GMMRegularizer(LatentRegularizer):
         )
 
     def loss(self, z: Tensor, mean: Tensor | None = None, logvar: Tensor | None = None) -> dict[str, Tensor]:
-        ks = ks_loss(z, self.prior)
-        cv = cv_loss(z, self.prior)
-        total = self.lambda_ks.to(z.dtype) * ks + self.lambda_cv.to(z.dtype) * cv
-        return {"total": total, "ks": ks, "cv": cv}
+        """KS and CV of the codes (``mean`` when given: the noise-free codes) to :attr:`code_prior`,
+        plus "sks", the sliced KS over ``projections`` random directions, when asked for."""
+        codes = z if mean is None else mean
+        target = self.code_prior
+        ks = ks_loss(codes, target)
+        cv = cv_loss(codes, target)
+        total = self.lambda_ks.to(codes.dtype) * ks + self.lambda_cv.to(codes.dtype) * cv
+        terms = {"ks": ks, "cv": cv}
+        if self.projections:
+            terms["sks"] = sliced_ks_loss(codes, target, self.projections)
+            # Any continuous distribution's KS loss has the same expectation for a perfect sample
+            # (``expected_ks_loss``), so lambda_KS puts the sliced term on the same scale.
+            total = total + self.lambda_ks.to(codes.dtype) * terms["sks"]
+        return {"total": total, **terms}
 
     def sample_prior(self, n: int, component: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         try:
@@ -669,6 +725,8 @@ _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "radius": (lambda v: v is None or (is_number(v) and v >= 0), "null or a finite number >= 0"),
     "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "n_weight_batches": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "latent_noise": (lambda v: is_number(v) and v >= 0, "a finite number >= 0 (and below sigma)"),
+    "projections": (lambda v: is_int(v) and 0 <= v <= 4096, "an integer from 0 to 4096"),
     "beta": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
     "encoder_std": (lambda v: is_number(v) and v > 0, "a finite number > 0"),
     "decoder_weight_decay": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),

@@ -181,6 +181,7 @@ def train_from_file(
     out: str | os.PathLike[str] | None = None,
     *,
     resume: bool = False,
+    init_from: str | os.PathLike[str] | None = None,
     column: str | None = None,
     canonicalize: bool = True,
     processes: int | None = None,
@@ -194,7 +195,8 @@ def train_from_file(
     Items the grammar cannot take are skipped and reported through ``log``; options, the device and
     the data are checked before anything is written, and a run folder this call created is removed
     again if training fails before its first epoch is saved. ``resume`` continues the run in
-    ``out`` from its last finished epoch. ``processes``/``use_cache`` are those of
+    ``out`` from its last finished epoch; ``init_from`` (a run or a shipped model's name) starts
+    from its network weights (:func:`molks.training.trainer.initial_weights`). ``processes``/``use_cache`` are those of
     :func:`molks.dataset.load_dataset` (one process needs no ``__main__`` guard in the caller).
     """
     from molks.data_files import resolve_data_file
@@ -208,8 +210,10 @@ def train_from_file(
     resolve_device(spec.train.device)  # a missing GPU, before minutes of data loading
     path = resolve_data_file(data)
     grammar = Grammar.load("smiles" if spec.grammar == CHARACTERS else spec.grammar)
+    # Fine-tuning keeps the network's sequence length: longer items are skipped as too long.
+    max_length = RunDir.resolve(init_from).read_config()["model"]["network"]["max_length"] if init_from else None
     dataset = load_dataset(path, grammar, column=column, canonicalize=canonicalize, processes=processes,
-                           use_cache=use_cache, progress=progress is not False)  # fmt: skip
+                           max_length=max_length, use_cache=use_cache, progress=progress is not False)  # fmt: skip
     summary = dataset.summary(n_failures=5)
     if summary["n_failed"]:
         log(f"skipped {summary['n_failed']} of {summary['n_items']} items: {summary['failures_by_reason']}")
@@ -217,7 +221,7 @@ def train_from_file(
     if spec.grammar == CHARACTERS:
         grammar, sequences = _character_sequences(texts)
     else:
-        sequences = dataset.padded()
+        sequences = dataset.padded(max_length)
     kind = "molecules" if domain_for_grammar(grammar).molecular else "expressions"
     model_config = spec.model_config(grammar, sequences.shape[1], kind)
     run = RunDir(out if out is not None else default_run_dir(path, spec.regularizer))
@@ -226,7 +230,7 @@ def train_from_file(
         f"sequences of {sequences.shape[1]} steps -> {run.path}")  # fmt: skip
     with _removed_if_start_fails(run):
         train(run.path, sequences, texts, grammar, model_config, spec.train, resume=resume, data_info=data_info,
-              log=log, progress=progress)  # fmt: skip
+              init_from=init_from, log=log, progress=progress)  # fmt: skip
     return run.path
 
 

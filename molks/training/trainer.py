@@ -40,12 +40,13 @@ import torch.distributed as dist
 
 from molks.domain import domain_for_grammar
 from molks.errors import file_access
+from molks.files import file_sha256
 from molks.grammar import Grammar
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.regularizers import fit_ex_post_gmm
 from molks.progress import Heartbeat, progress_bar, showing
 from molks.runs import RunDir
-from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights, verify_weights
 from molks.training.spec import DEVICE_HINT, TrainConfig, TrainingError, check_device_name
 
 __all__ = ["TrainConfig", "TrainingError", "check_device_name", "resolve_device", "train"]
@@ -93,6 +94,7 @@ def train(
     *,
     resume: bool = False,
     data_info: dict[str, Any] | None = None,
+    init_from: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
     progress: bool | None = None,
 ) -> Path:
@@ -100,6 +102,8 @@ def train(
 
     ``texts`` are the N strings the sequences come from (for the split files). ``resume``
     continues from ``checkpoints/last.safetensors``; without it an existing run is an error.
+    ``init_from`` (a run directory or a shipped model's name) starts the encoder and decoder from
+    that run's best weights (fine-tuning): same network and grammar, any regulariser options.
     """
     run = RunDir(run_dir)
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -121,6 +125,9 @@ def train(
         "domain": domain_for_grammar(grammar).name,
         "data": data_info or {},
     }
+    initial = initial_weights(init_from, model_config) if init_from is not None else None
+    if initial is not None:
+        config_doc["init_from"] = initial[1]
     checkpoint_path = run.checkpoint
     if resume:
         _check_resumable(run, config_doc)
@@ -151,6 +158,12 @@ def train(
         optimizer, factor=train_config.lr_factor, patience=train_config.lr_patience
     )
     state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "bad_epochs": 0, "history": [], "stopped": False}
+    if initial is not None and not (resume and checkpoint_path.exists()):
+        try:
+            model.load_state_dict({**model.state_dict(), **initial[0]})
+        except RuntimeError as err:  # e.g. a variational encoder's two heads against a deterministic one
+            raise TrainingError(f"--init-from {init_from}: its weights do not fit this model ({err})") from None
+        log(f"starting from the weights of {initial[1]['run']} (epoch {initial[1]['epoch']})")
     if resume and checkpoint_path.exists():
         model_state, meta, optim_state = load_checkpoint(checkpoint_path)
         try:
@@ -250,6 +263,31 @@ def train(
     if world > 1:
         dist.barrier()
     return run.path
+
+
+def initial_weights(init_from: str | os.PathLike[str], model_config: ModelConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(encoder and decoder weights, a record of where they came from) of the run ``init_from``.
+
+    The network and the grammar must be the ones of ``model_config``; the regulariser is not taken
+    (its prior and loss weights come from the new options), so a run can be fine-tuned with other
+    regulariser options or another regulariser of the same encoder shape.
+    """
+    source = RunDir.resolve(init_from)
+    doc = source.read_config()
+    try:
+        source_config = ModelConfig.from_dict(doc["model"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source.config_file}: unreadable run configuration ({err})") from None
+    if source_config.network != model_config.network:
+        raise TrainingError(f"--init-from {init_from}: its network differs from this run's "
+                            f"({source_config.network.to_dict()} vs {model_config.network.to_dict()})")  # fmt: skip
+    if source_config.grammar_hash != model_config.grammar_hash:
+        raise TrainingError(f"--init-from {init_from}: it was trained with another grammar")
+    state, meta, _ = load_checkpoint(source.weights)
+    verify_weights(source.weights)
+    networks = {k: v for k, v in state.items() if not k.startswith("regularizer.")}
+    record = {"run": str(init_from), "weights_sha256": file_sha256(source.weights), "epoch": meta.get("epoch")}
+    return networks, record
 
 
 def random_state(device: torch.device) -> dict[str, str]:
