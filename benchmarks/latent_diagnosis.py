@@ -84,13 +84,17 @@ def load_model(run: str, checkpoint: bool) -> tuple[Any, dict[str, Any]]:
     model = molks.load(run, device="cpu")
     if not checkpoint:
         _, meta, _ = load_checkpoint(model.run_dir / "model.safetensors")
-        return model, {"weights": "model.safetensors", "epoch": meta.get("epoch"), "batches": None}
+        return model, {"weights": "model.safetensors", "epoch": meta.get("epoch"), "batches": None,
+                       "training_minutes": None}  # fmt: skip
     state, meta, _ = load_checkpoint(model.run_dir / "checkpoints" / "last.safetensors")
     model.model.load_state_dict(state)
     model.model.eval()
-    partial = meta["state"].get("partial") or {}
-    return model, {"weights": "checkpoints/last.safetensors", "epoch": meta["state"]["epoch"],
-                   "batches": partial.get("batches")}  # fmt: skip
+    state = meta["state"]
+    partial = state.get("partial") or {}
+    # Wall seconds of training so far: finished epochs and the part of the current one.
+    seconds = sum(row.get("seconds", 0.0) for row in state.get("history", [])) + partial.get("seconds", 0.0)
+    return model, {"weights": "checkpoints/last.safetensors", "epoch": state["epoch"],
+                   "batches": partial.get("batches"), "training_minutes": seconds / 60}  # fmt: skip
 
 
 def diagnose(run: str, held_out: list[str], reference: list[str], reference_stats: tuple[np.ndarray, np.ndarray],
@@ -153,7 +157,8 @@ def markdown(result: dict[str, Any], floor: float) -> str:
 
 def csv_row(result: dict[str, Any], floor: float) -> dict[str, Any]:
     row: dict[str, Any] = {"run": result["run"], "weights": result["weights"], "epoch": result["epoch"],
-                           "batches": result["batches"] or "", "fcd_floor": round(floor, 4)}  # fmt: skip
+                           "batches": result["batches"] or "", "fcd_floor": round(floor, 4),
+                           "training_minutes": round(result["training_minutes"] or 0, 1)}  # fmt: skip
     short = {"held-out codes": "heldout", "prior samples": "prior", "ex-post GMM samples": "expost",
              "midpoints of two held-out codes": "midpoint"}  # fmt: skip
     for kind, values in result["kinds"].items():

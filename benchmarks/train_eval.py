@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import molks
     from molks.dataset import load_dataset
-    from molks.evaluation import evaluate
+    from molks.evaluation import EvaluationSettings, evaluate
     from molks.grammar import Grammar
     from molks.training.spec import TrainConfig, TrainingSpec, train_from_file
     from molks.training.trainer import resolve_device
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                         log=lambda message, reg=reg: print(f"[{reg}] {message}", file=sys.stderr))  # fmt: skip
         train_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = evaluate(molks.load(run, device=str(device)), test.texts, n_samples=args.n_samples, seed=args.seed,
+        settings = EvaluationSettings(n_samples=args.n_samples, seed=args.seed, held_out=None, ex_post=True)
+        result = evaluate(molks.load(run, device=str(device)), test.texts, settings=settings,
                           png=out / f"samples-{reg}.png")  # fmt: skip
         per_epoch, epochs = seconds_per_epoch(run)
         result.update(train_seconds=train_seconds, eval_seconds=time.perf_counter() - t0,

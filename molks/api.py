@@ -8,36 +8,38 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple, overload
 
-import numpy as np
 import torch
 
+from molks.checks import (
+    MAX_BATCH_SIZE,
+    OptionError,
+    check_batch_size,
+    check_beam_width,
+    check_int,
+    check_sample_count,
+    check_seed,
+)
+from molks.codes import CodesError
 from molks.decoding import DEFAULT_BEAM_WIDTH
+from molks.devices import resolve_device
 from molks.domain import Domain, ItemError, domain_for_grammar, domain_of_config
-from molks.grammar import Grammar, GrammarError
+from molks.grammar import Grammar, GrammarError, pad_sequences
+from molks.grammar.cfg import not_text
+from molks.grammar.errors import NotTextError
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.prior import PriorError
 from molks.model.regularizers import ExPostGMM
 from molks.runs import RunDir
 from molks.training.checkpoint import CheckpointError, load_checkpoint, verify_weights
-from molks.training.trainer import resolve_device
 
-__all__ = ["Encoding", "LatentModel", "load", "pad_sequences"]
-
-
-def pad_sequences(sequences: Sequence[Sequence[int]], length: int, padding_index: int) -> np.ndarray:
-    """Production sequences -> one padded int64 array [N, length]."""
-    out = np.full((len(sequences), length), padding_index, dtype=np.int64)
-    for i, seq in enumerate(sequences):
-        if len(seq) > length:
-            raise GrammarError(f"its derivation needs {len(seq)} productions; the model allows at most {length}", item=i)
-        out[i, : len(seq)] = seq
-    return out
+__all__ = ["Encoding", "LatentModel", "load"]
 
 
 class Encoding(NamedTuple):
@@ -85,7 +87,7 @@ class LatentModel:
     def sequences(self, texts: Sequence[str], canonicalize: bool = True) -> torch.Tensor:
         """Padded production ids [N, L] of ``texts`` (SMILES are canonicalised with RDKit first)."""
         if isinstance(texts, str):
-            raise TypeError("pass a list of strings, not a single string")
+            raise NotTextError("pass a list of strings, not a single string")
         if canonicalize:
             texts = [_prepared(self.domain, text, i) for i, text in enumerate(texts)]
         ids = []
@@ -113,10 +115,11 @@ class LatentModel:
         its index. ``errors="skip"``: an :class:`Encoding` -- the codes [M, D] of the texts that
         encode, their indices, and (index, reason) of the others.
         """
+        check_batch_size(batch_size)
         if errors == "raise":
             return self._codes(self.sequences(texts), batch_size)
         if errors != "skip":
-            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+            raise OptionError(f"errors must be 'raise' or 'skip', got {errors!r}")
         kept, x, failures = self._encodable(texts)
         return Encoding(self._codes(x, batch_size), kept, failures)
 
@@ -124,7 +127,7 @@ class LatentModel:
         """(kept indices, their padded sequences [M, L], failures). All texts go through
         :meth:`sequences` in one call; only when that fails are they checked one by one."""
         if isinstance(texts, str):
-            raise TypeError("pass a list of strings, not a single string")
+            raise NotTextError("pass a list of strings, not a single string")
         try:
             return list(range(len(texts))), self.sequences(list(texts)), []
         except GrammarError:
@@ -156,31 +159,40 @@ class LatentModel:
     def decode(
         self,
         z: torch.Tensor,
-        greedy: bool = True,
-        temperature: float = 1.0,
+        *,
+        temperature: float | None = None,
         generator: torch.Generator | None = None,
         batch_size: int = 1024,
         beam_width: int = 1,
     ) -> list[str | None]:
         """Strings decoded from codes z [N, D]; None where decoding hit the length limit.
 
+        ``temperature`` None: deterministic, greedy (``beam_width`` 1) or by a beam search; a number
+        > 0: each production sampled at that temperature (with ``generator``), never with a beam.
         ``beam_width`` K > 1: a beam search of width K proposes candidates for each code
         (``decode_beams``) and the encoder chooses: of the valid ones (``is_valid``), the one
         whose own code is nearest z. Where none is valid, the most probable complete one. Greedy
         decoding's result is among the candidates, so a code whose greedy decoding is valid
         decodes to a valid item (``molks.decoding`` says why and what it buys).
         """
+        check_batch_size(batch_size)
+        check_beam_width(beam_width)
+        if temperature is not None and not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+                                            and temperature > 0):  # fmt: skip
+            raise OptionError(f"must be a number > 0, got {temperature!r}", option="temperature")
         z = self._checked_codes(z)
         if beam_width > 1:
-            if not greedy:
-                raise ValueError("beam search is deterministic: use greedy=True with beam_width > 1")
+            if temperature is not None:
+                raise OptionError("beam search is deterministic: give a temperature or a beam_width > 1, not both",
+                                  option="temperature")  # fmt: skip
             beams = self.decode_beams(z, beam_width, batch_size=batch_size)
             return self._nearest_valid(z, beams, batch_size)
         out: list[str | None] = []
         for i in range(0, len(z), batch_size):
             ids, finished = self.model.decode(
-                z[i : i + batch_size].to(self.device), greedy=greedy, temperature=temperature, generator=generator
-            )
+                z[i : i + batch_size].to(self.device), greedy=temperature is None,
+                temperature=1.0 if temperature is None else temperature, generator=generator,
+            )  # fmt: skip
             for row, done in zip(ids.cpu().tolist(), finished.cpu().tolist()):
                 out.append(self.grammar.derive(row) if done else None)
         return out
@@ -192,9 +204,9 @@ class LatentModel:
         """The decodings a beam search of ``beam_width`` finds for each code z [N, D] (its K beams
         and the greedy decoding, without repeats), complete ones first, each most probable first,
         as (string or None where unfinished, log-probability under the decoder)."""
+        check_batch_size(batch_size)
+        check_beam_width(beam_width)
         z = self._checked_codes(z)
-        if beam_width < 1:
-            raise ValueError(f"beam_width must be at least 1, got {beam_width}")
         chunk = max(1, batch_size // beam_width)
         out: list[list[tuple[str | None, float]]] = []
         for i in range(0, len(z), chunk):
@@ -210,7 +222,7 @@ class LatentModel:
         """For each code z [N, D]: the valid candidate of its beams whose code is nearest z."""
         owners: list[int] = []
         candidates: list[str] = []
-        chosen: list[str | None] = []  # best_valid's answer, kept for codes with no encodable candidate
+        chosen: list[str | None] = []  # likeliest valid, else likeliest complete: kept where no candidate encodes
         for i, found in enumerate(beams):
             complete = [t for t, _ in found if t is not None]
             valid = list(dict.fromkeys(t for t in complete if self.is_valid(t)))  # each checked once
@@ -230,9 +242,17 @@ class LatentModel:
         return chosen
 
     def _checked_codes(self, z: torch.Tensor) -> torch.Tensor:
-        z = torch.as_tensor(z, dtype=torch.float32)
+        """``z`` as float32 [N, D]; another shape, or NaN or infinite values (which decode to
+        garbage or None silently), are refused as ``molks decode`` refuses them in a codes file."""
+        try:
+            z = torch.as_tensor(z, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise CodesError(f"latent points must be numbers of shape [N, {self.latent_dim}] ({err})") from None
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"latent points must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+            raise CodesError(f"latent points must have shape [N, {self.latent_dim}], got {list(z.shape)}")
+        bad = (~torch.isfinite(z)).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            raise CodesError("latent points contain NaN or infinite values", item=bad[0])
         return z
 
     @torch.no_grad()
@@ -244,7 +264,9 @@ class LatentModel:
         The repeat (GVAE) decoder runs once per code and only the masked selection is repeated;
         the autoregressive one decodes the code ``n_samples`` times in one batch.
         """
+        check_int(n_samples, "n_samples", 0, MAX_BATCH_SIZE)  # decoded as one batch per code
         z = torch.as_tensor(z, dtype=torch.float32)
+        # Not check_seed: the optimisation passes seeds derived from (seed, iteration), beyond 32 bits.
         generator = torch.Generator(device=self.device).manual_seed(seed)
         greedy = self.decode(z)
         results: list[str | None] = []
@@ -269,7 +291,8 @@ class LatentModel:
         self, n: int, component: int | None = None, source: str = "prior", seed: int | None = None
     ) -> torch.Tensor:
         """n latent points [n, D] from the model's prior (``source="prior"``) or the ex-post GMM."""
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        check_sample_count(n)
+        generator = torch.Generator().manual_seed(check_seed(seed)) if seed is not None else None
         if source == "prior":
             return self.model.regularizer.to("cpu").sample_prior(n, component=component, generator=generator).float()
         if source == "ex-post":
@@ -289,11 +312,12 @@ class LatentModel:
     ) -> tuple[torch.Tensor, list[str | None]]:
         """Draw n latent points [n, D] and decode them: by a beam search of ``beam_width``
         (1: greedy; ``molks.decoding``), or sampled at ``temperature`` when one is given."""
+        check_beam_width(beam_width)  # before the draw: a bad width is refused at once
         z = self.sample_latent(n, component=component, source=source, seed=seed)
         if temperature is None:
             return z, self.decode(z, beam_width=beam_width)
         generator = torch.Generator(device=self.device).manual_seed(seed or 0)
-        return z, self.decode(z, greedy=False, temperature=temperature, generator=generator)
+        return z, self.decode(z, temperature=temperature, generator=generator)
 
 
 def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentModel:
@@ -301,13 +325,18 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
     run_dir = RunDir.resolve(name_or_path)
     run = run_dir.path
     doc = run_dir.read_config()
+    # Checked as the weights are: every size and option within its bound (molks.checks) before
+    # anything is built, so that a config.json edited to max_length 10**9 is refused, not allocated.
     try:
         config = ModelConfig.from_dict(doc["model"])
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{run_dir.config_file}: unreadable run configuration ({err})") from None
+        raise CheckpointError(f"{run_dir.config_file}: invalid run configuration ({err})") from None
     grammar = run_dir.read_grammar(doc)
     torch_device = resolve_device(device)
-    model = Autoencoder(config, grammar)
+    try:  # the regulariser checks its options (components, batch size) before it allocates
+        model = Autoencoder(config, grammar)
+    except ValueError as err:
+        raise CheckpointError(f"{run_dir.config_file}: invalid run configuration ({err})") from None
     state, _, _ = load_checkpoint(run_dir.weights)  # a damaged file: "corrupt", said first
     verify_weights(run_dir.weights)  # weights altered on disk since training: refused, not used
     try:
@@ -323,6 +352,9 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
 def _prepared(domain: Domain, text: str, index: int) -> str:
     """``domain.prepare(text)``; an invalid item is a GrammarError of item ``index``, as a text the
     grammar cannot parse is (callers skip both alike)."""
+    if not isinstance(text, str):  # None or a number in the list: that item's failure, not a crash
+        err = not_text(text)
+        raise type(err)(err.reason, item=index)
     try:
         return domain.prepare(text)
     except ItemError as err:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import TextIO
 
@@ -44,6 +45,7 @@ def read_codes(path: Path, latent_dim: int | None = None) -> np.ndarray:
     if not path.is_file():
         raise CodesError(f"{path}: no such file")
     if suffix == ".npy":
+        _check_npy_size(path)
         try:
             codes = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
@@ -62,6 +64,28 @@ def read_codes(path: Path, latent_dim: int | None = None) -> np.ndarray:
     if not np.isfinite(codes).all():
         raise CodesError(f"{path}: codes contain NaN or infinite values")
     return codes
+
+
+def _check_npy_size(path: Path) -> None:
+    """Refuse a .npy file whose header claims other data than the file holds, before numpy reads
+    it: a header saying [10**11, 8] would otherwise have numpy allocate 3 TiB for a file of bytes."""
+    npy = np.lib.format
+    with file_access(path, "cannot read"), open(path, "rb") as f:
+        try:
+            version = npy.read_magic(f)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        except (ValueError, EOFError) as err:
+            raise CodesError(f"{path}: not a readable .npy array ({err})") from None
+        data_bytes = path.stat().st_size - f.tell()
+    if dtype.hasobject:
+        raise CodesError(f"{path}: holds Python objects, not numbers")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed != data_bytes:
+        raise CodesError(
+            f"{path}: its header says {dtype} {list(shape)} ({claimed:,} bytes), but the file holds "
+            f"{data_bytes:,} bytes of data (truncated, or not written by numpy)"
+        )
 
 
 def _read_csv_codes(path: Path) -> np.ndarray:

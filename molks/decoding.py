@@ -4,7 +4,7 @@ Three ways, all grammar-masked (``molks.model.masked``):
 
 * greedy: the most probable production at every step (``beam_width=1``): the Grammar VAE's
   decoding and what "greedy reconstruction" in the literature means;
-* sampled: productions drawn at a temperature (``greedy=False``);
+* sampled: productions drawn at a temperature (``temperature=t``; None, the default, is greedy);
 * beam search (``beam_width=K``): a beam search of width K proposes candidates (its K beams
   and the greedy derivation), and the encoder chooses among the valid ones: the one whose own
   code is nearest z, the candidate the autoencoder itself maps back to this point (the most
@@ -22,15 +22,6 @@ Torch-free, so the command line can read the default before it imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
-__all__ = ["DEFAULT_BEAM_WIDTH", "best_valid"]
+__all__ = ["DEFAULT_BEAM_WIDTH"]
 
 DEFAULT_BEAM_WIDTH = 8
-
-
-def best_valid(beams: Sequence[tuple[str | None, float]], is_valid: Callable[[str], bool]) -> str | None:
-    """The first valid string of ``beams`` (best first; None: unfinished), else the first
-    complete one, else None."""
-    complete = [text for text, _ in beams if text is not None]
-    return next((text for text in complete if is_valid(text)), complete[0] if complete else None)

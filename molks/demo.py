@@ -117,15 +117,17 @@ def run_demo(
     """
     log = log or _stderr
     settings = settings or (QUICK if quick else FULL)
-    out = _prepare(Path(out_dir))
+    out = Path(out_dir)
+    _check_out(out)
     started = time.perf_counter()
     notes: list[str] = []
     commands: dict[str, str] = {}
     seconds: dict[str, float] = {}
 
-    # 1. The model.
+    # 1. The model: one that cannot be loaded, or does not model molecules, ends the demo before it writes.
     t = time.perf_counter()
     if train:
+        _prepare(out)
         log(f"[1/4] training a small model on {settings.train_size} molecules of the embedded MOSES sample "
             f"({settings.epochs} epoch{'s' * (settings.epochs != 1)})")
         latent, training, commands["train"] = _train(out, settings, seed, device, progress, log)
@@ -135,10 +137,11 @@ def run_demo(
         import molks
 
         latent = molks.load(model, device=device)
+        if not latent.is_molecular:
+            raise DemoError(f"the demo optimises logP of molecules, but {model} models {latent.grammar.name} strings")
+        _prepare(out)
         shipped = not Path(model).exists()
         model_info = {"source": "shipped" if shipped else "run directory", "model": model, "training": None}
-    if not latent.is_molecular:
-        raise DemoError(f"the demo optimises logP of molecules, but {model} models {latent.grammar.name} strings")
     model_ref = str(latent.run_dir) if train else model
     model_info.update(_describe(latent))
     seconds["model"] = time.perf_counter() - t
@@ -208,13 +211,21 @@ def run_demo(
 # ---------------------------------------------------------------- steps
 
 
-def _prepare(out: Path) -> Path:
-    """Create ``out`` or reuse an earlier demo's directory; anything else non-empty is refused."""
+def _check_out(out: Path) -> None:
+    """Refuse ``out`` unless it is missing, empty or an earlier demo's directory (writes nothing)."""
+    if os.path.lexists(out):
+        with file_access(out, "cannot use as the report directory"):
+            os.stat(out)  # a symbolic-link loop or a dangling link: one line
     if out.exists() and not out.is_dir():
         raise DemoError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+        raise DemoError(f"{out} is not empty and was not written by molks demo; choose another --out")
+
+
+def _prepare(out: Path) -> Path:
+    """Create ``out`` or reuse an earlier demo's directory (checked by :func:`_check_out`)."""
+    _check_out(out)
     if out.is_dir() and any(out.iterdir()):
-        if not (out / DEMO_MARKER).is_file():
-            raise DemoError(f"{out} is not empty and was not written by molks demo; choose another --out")
         for name in _OWNED:  # a rerun replaces only what an earlier demo wrote
             path = out / name
             if path.is_dir() and not path.is_symlink():
@@ -289,7 +300,7 @@ def _describe(latent: LatentModel) -> dict[str, Any]:
 def _evaluate(
     latent: LatentModel, model_ref: str, out: Path, settings: DemoSettings, seed: int
 ) -> tuple[dict[str, Any], str]:
-    from molks.evaluation import evaluate
+    from molks.evaluation import EvaluationSettings, evaluate
     from molks.runs import RunDir
 
     command = ["molks", "evaluate", model_ref, "--n-samples", str(settings.n_samples), "--seed", str(seed)]
@@ -305,7 +316,8 @@ def _evaluate(
     from rdkit import rdBase
 
     with rdBase.BlockLogs():  # RDKit would print a line for every invalid decoding
-        result = evaluate(latent, held_out, n_samples=settings.n_samples, seed=seed, png=out / "samples.png")
+        result = evaluate(latent, held_out, settings=EvaluationSettings(n_samples=settings.n_samples, seed=seed, held_out=None),
+                          png=out / "samples.png")  # fmt: skip
     if result["png"] is not None:
         result["png"] = "samples.png"
     return result, shlex.join(command)

@@ -1,81 +1,94 @@
 """Evaluating a trained model: reconstruction, sample quality, and how well codes fit the prior.
 
 >>> import molks
->>> from molks.evaluation import evaluate
->>> report = evaluate(molks.load("runs/moses"), n_samples=1000, png="samples.png")
->>> report["reconstruction"], report["prior_validity"], report["ks_ratio"]
+>>> from molks.evaluation import EvaluationSettings, evaluate
+>>> report = evaluate(molks.load("moses"))                                  # the quick look
+>>> report = evaluate(molks.load("moses"), reference=moses_test_smiles,     # the MOSES protocol
+...                   settings=EvaluationSettings.moses(), reference_cache=True)
 
-What :func:`evaluate` measures (every fraction is in [0, 1]; a fraction whose denominator is zero
-is ``None``):
+Two protocols (:class:`EvaluationSettings`):
+
+* ``quick`` (the default): at most 1,000 held-out items reconstructed greedily and by the beam
+  search, 1,000 prior samples decoded as molks hands them out (the beam search of
+  :data:`molks.decoding.DEFAULT_BEAM_WIDTH`), FCD and the MOSES metrics of those samples against
+  the held-out items, KS/CV of the held-out codes. The Grammar VAE's sampled decodings and the
+  ex-post GMM's samples are opt-in (``sampled_decodings``, ``ex_post``). About a minute on two
+  CPU cores for the shipped model (``benchmarks/RESULTS.md``).
+* ``moses``: the protocol of MOSES (Polykovskiy et al. 2020): 30,000 prior samples against the
+  whole MOSES test set, which molks does not bundle (the caller passes it as ``reference``; its
+  prepared statistics are cached with ``reference_cache``), plus the 5k-vs-5k numbers
+  ``prior_*_5k`` (the first 5,000 samples against 5,000 reference molecules) with their floors
+  ``floor_*_5k`` (those 5,000 against 5,000 other reference molecules: what a perfect sampler of
+  the reference scores at this size).
+
+What :func:`evaluate` measures (every fraction is in [0, 1]; a fraction whose denominator is zero,
+or a measure not asked for, is ``None``):
 
 * ``reconstruction``: exact-match rate of greedy decoding of the held-out items' codes: items
   match when their canonical forms in the model's domain (:mod:`molks.domain`) are equal --
   canonical RDKit SMILES for molecules, the token sequence for expressions
   (``grammar.detokenize(grammar.tokenize(text))``, so spacing does not matter). Held-out
   items the model cannot encode (invalid SMILES, a token outside the grammar, a derivation longer
-  than the model's length) are skipped and counted in ``held_out_skipped``.
+  than the model's length) are skipped and counted in ``held_out_skipped``; ``held_out_limit``:
+  at most this many held-out items (the first ones) are used.
   ``reconstruction_unfinished``: fraction of those decodings that hit the length limit.
 * ``reconstruction_sampled``: the Grammar VAE's protocol (Kusner et al. 2017 decode each of 10
   encodings 100 times; our encoder is deterministic, so one code): the fraction of
-  ``reconstruction_decodings`` (N, default 10) decodings per held-out code, sampled at temperature
-  1 instead of greedily, that equal the input. None when N is 0.
-* ``reconstruction_tanimoto`` (molecules only, else None): mean Tanimoto similarity between each
+  ``reconstruction_decodings`` (N; 0 unless asked) decodings per held-out code, sampled at
+  temperature 1 instead of greedily, that equal the input.
+* ``reconstruction_tanimoto`` (molecules only): mean Tanimoto similarity between each
   held-out molecule and its greedy decoding on Morgan fingerprints (radius 2, 2048 bits, RDKit's
-  rdFingerprintGenerator); an invalid or unfinished decoding counts 0. Progress below exact
-  matches shows here.
+  rdFingerprintGenerator); an invalid or unfinished decoding counts 0.
 * ``prior_*`` and ``ex_post_*``: ``n_samples`` latent points from the model's prior
-  (``LatentModel.sample_latent(source="prior")``; for ``rae`` that is its ex-post GMM) and from
-  the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid / all, by
-  the model's domain (molecules: RDKit reads it into at least one atom; expressions: it derives
-  from the grammar, i.e. decoding finished). ``uniqueness``: distinct valid / valid.
-  ``novelty``: distinct valid not in the run's training set (``train.smi.gz``, canonicalised the
-  same way, which costs about 0.1 ms a training molecule) / distinct valid; None when the run
-  has no ``train.smi.gz``.
+  (``LatentModel.sample_latent(source="prior")``; for ``rae`` that is its ex-post GMM) and, if
+  asked, from the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid
+  / all, by the model's domain. ``uniqueness``: distinct valid / valid. ``novelty``: distinct
+  valid not in the run's training set (``train.smi.gz``, canonicalised the same way, which costs
+  about 0.1 ms a training molecule) / distinct valid; None when the run has no ``train.smi.gz``.
   ``unfinished``: decodings that hit the length limit / all.
-* ``prior_unique@1000`` .. ``prior_weight_wasserstein`` (molecules only, else None): FCD and the
-  MOSES metrics of the prior samples against ``reference`` molecules (default: the held-out
-  items; ``n_reference`` of them valid), computed by :func:`molks.metrics.distribution_metrics`,
-  whose docstring defines each; ``properties_png``: the property histograms, if asked for.
-* ``*_beam`` (``beam_width`` K > 1, else None): the same measures with each code decoded by a
-  beam search of width K that returns the most probable of its K derivations that is valid
-  (``LatentModel.decode(beam_width=K)``): ``reconstruction_beam`` for the held-out codes,
-  ``prior_beam_*`` and ``ex_post_beam_*`` for the same latent points. The distribution metrics
-  (FCD, MOSES) are of the decodings molks hands out: the beam's when K > 1 (``samples_decoding``).
+* ``*_beam`` (``beam_width`` K > 1): the same measures with each code decoded by the beam search
+  (``LatentModel.decode(beam_width=K)``).
+* ``prior_unique@1000`` .. ``prior_weight_wasserstein`` (molecules only): FCD and the MOSES
+  metrics of the prior samples (the beam's when K > 1: ``samples_decoding``) against ``reference``
+  molecules (default: the held-out items), by :func:`molks.metrics.distribution_metrics`, whose
+  docstring defines each; ``properties_png``: the property histograms, if asked for.
 * ``ks``, ``cv``: the method's L_KS and L_CV between the held-out codes and a reference prior;
-  ``ks_reference``/``cv_reference``: the mean of the same losses over ``n_reference`` true prior
-  samples of the same size, and ``ks_ratio``/``cv_ratio`` = value / reference (1: as close to the
-  prior as a perfect sample of that size; the training losses are in the same units). The
-  reference prior (``distance_prior``) is the model's own GMM prior for ``gmm``; for every other
-  regulariser it is N(0, I), expressed as a one-component ``GaussianMixturePrior`` with sigma 1 --
-  the prior VAE, CV-VAE and WAE are trained towards, and what RAE's L2 penalty pulls towards.
+  ``ks_reference``/``cv_reference``: the mean of the same losses over 16 true prior samples of
+  the same size, and ``ks_ratio``/``cv_ratio`` = value / reference (1: as close to the prior as a
+  perfect sample of that size). The reference prior (``distance_prior``) is the model's own GMM
+  prior for ``gmm``; for every other regulariser N(0, I).
+* ``seconds_by_stage``: the wall seconds of each stage; ``seconds``: of all.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from molks.chemistry import canonical_smiles, novelty, read_molecule
 from molks.decoding import DEFAULT_BEAM_WIDTH
-from molks.domain import MOLECULES
 from molks.errors import MolksError
 from molks.model.prior import GaussianMixturePrior
 from molks.model.regularizers import GMMRegularizer, cv_loss, ks_loss
+from molks.progress import Stages, showing
 from molks.runs import RunDir
 
 if TYPE_CHECKING:
-    from rdkit import Chem
-
     from molks.api import LatentModel
 
 __all__ = [
     "DISTRIBUTION_KEYS",
     "EvaluationError",
+    "EvaluationSettings",
     "METRIC_KEYS",
+    "PROTOCOLS",
     "canonical_smiles",
     "evaluate",
     "evaluation_prior",
@@ -91,27 +104,32 @@ __all__ = [
     "text_normalizer",
 ]
 
+PROTOCOLS = ("quick", "moses")
+
 # The MOSES metrics of molks.metrics reported for the prior samples (as "prior_<name>"); validity,
 # uniqueness and novelty of the samples are the prior_* keys above them.
 DISTRIBUTION_KEYS = (
     "unique@1000", "unique@10000", "fcd", "snn", "frag", "scaf", "int_div1", "int_div2", "filters",
     "logp_wasserstein", "sa_wasserstein", "qed_wasserstein", "weight_wasserstein",
 )  # fmt: skip
+# The 5k-vs-5k metrics of the MOSES protocol, each with its floor (two halves of the reference).
+SPLIT_KEYS = ("fcd", "snn", "frag", "scaf")
 
 # Measures of decoded samples, per source of latent points (greedy, and the beam search's).
 SAMPLE_KEYS = ("validity", "uniqueness", "novelty", "unfinished")
 SAMPLE_SOURCES = ("prior", "ex_post", "prior_beam", "ex_post_beam")
+_KS_CV_KEYS = ("ks", "cv", "ks_reference", "cv_reference", "ks_ratio", "cv_ratio")
 
 # The keys of evaluate()'s result, in the order reports print them.
 METRIC_KEYS = (
-    "run_dir", "regularizer", "grammar", "latent_dim", "seed",
-    "n_held_out", "held_out_skipped", "reconstruction", "reconstruction_unfinished",
+    "run_dir", "regularizer", "grammar", "latent_dim", "protocol", "seed",
+    "held_out_limit", "n_held_out", "held_out_skipped", "reconstruction", "reconstruction_unfinished",
     "reconstruction_decodings", "reconstruction_sampled", "reconstruction_tanimoto",
     "beam_width", "reconstruction_beam", "reconstruction_tanimoto_beam",
     "n_samples", *(f"{source}_{name}" for source in SAMPLE_SOURCES for name in SAMPLE_KEYS),
-    "samples_decoding", "reference", "n_reference", *(f"prior_{name}" for name in DISTRIBUTION_KEYS), "properties_png",
-    "distance_prior", "ks", "ks_reference", "ks_ratio", "cv", "cv_reference", "cv_ratio",
-    "png", "seconds",
+    "samples_decoding", "reference", "n_reference", *(f"prior_{name}" for name in DISTRIBUTION_KEYS),
+    "split_size", *(f"prior_{name}_5k" for name in SPLIT_KEYS), *(f"floor_{name}_5k" for name in SPLIT_KEYS),
+    "properties_png", "distance_prior", *_KS_CV_KEYS, "png", "seconds_by_stage", "seconds",
 )  # fmt: skip
 
 
@@ -119,20 +137,55 @@ class EvaluationError(MolksError, ValueError):
     """An evaluation cannot run (no held-out data, nothing encodable, n_samples < 1, ...)."""
 
 
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How much :func:`evaluate` measures. The defaults are the quick look; :meth:`moses` gives
+    the MOSES protocol.
+
+    held_out: at most this many held-out items (the first ones; None: all). n_samples: prior
+    samples. beam_width: how samples are decoded and the ``*_beam`` measures (1: greedy only).
+    sampled_decodings: the Grammar VAE's sampled decodings per held-out code (0: skip, the
+    default; each costs a greedy decoding). ex_post: also sample the ex-post GMM. distribution:
+    FCD and the MOSES metrics of the samples (molecules only); fcd: FCD among them (ChemNet,
+    about 5 ms a molecule on one core). split_size: the size of the 5k-vs-5k comparison and its
+    floor (``moses`` only). seed: seeds every draw. batch_size: codes per batch. processes:
+    worker processes for the RDKit part of the metrics.
+    """
+
+    protocol: str = "quick"
+    held_out: int | None = 1000
+    n_samples: int = 1000
+    beam_width: int = DEFAULT_BEAM_WIDTH
+    sampled_decodings: int = 0
+    ex_post: bool = False
+    distribution: bool = True
+    fcd: bool = True
+    split_size: int = 5000
+    seed: int = 0
+    batch_size: int = 1024
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        bounds = {"n_samples": 1, "beam_width": 1, "sampled_decodings": 0, "split_size": 2, "batch_size": 1,
+                  "processes": 1, "held_out": 1}  # fmt: skip
+        for name, least in bounds.items():
+            value = getattr(self, name)
+            if value is None and name == "held_out":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise EvaluationError(f"{name} must be an integer >= {least}, got {value!r}")
+        if self.protocol not in PROTOCOLS:
+            raise EvaluationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+
+    @classmethod
+    def moses(cls, **changes: Any) -> EvaluationSettings:
+        """The MOSES protocol: 30,000 samples (against the whole test set, given as ``reference``)."""
+        return replace(cls(protocol="moses", n_samples=30_000), **changes)
+
+
 # ----------------------------------------------------------------------------------------------
 # Comparing strings
 # ----------------------------------------------------------------------------------------------
-
-
-def read_molecule(smiles: str | None) -> Chem.Mol | None:
-    """RDKit's molecule of a SMILES, or None for None, empty, unreadable or atom-less strings
-    (the rule of :class:`molks.domain.Molecules`)."""
-    return MOLECULES.read(smiles)
-
-
-def canonical_smiles(smiles: str | None) -> str | None:
-    """RDKit's canonical SMILES, or None for None, empty, unreadable or atom-less strings."""
-    return MOLECULES.canonical(smiles)
 
 
 def text_normalizer(model: LatentModel) -> Callable[[str | None], str | None]:
@@ -185,23 +238,17 @@ def reconstruction_tanimoto(decoded: Sequence[str | None], targets: Sequence[str
 
 @torch.no_grad()
 def sampled_decodings(
-    model: LatentModel, codes: torch.Tensor, n: int, seed: int = 0, batch_size: int = 1024
-) -> list[str | None]:
+    model: LatentModel, codes: torch.Tensor, n: int, seed: int = 0, batch_size: int = 1024,
+    step: Callable[[int], None] | None = None,
+) -> list[str | None]:  # fmt: skip
     """``n`` decodings of each code [M, D], sampled at temperature 1 (not greedy) -> [M * n]
-    strings, the decodings of code i at rows i * n .. i * n + n - 1 (None where unfinished)."""
+    strings, the decodings of code i at rows i * n .. i * n + n - 1 (None where unfinished).
+    ``step(k)``: told as each batch of k decodings is done."""
     if n < 1:
         raise EvaluationError(f"the number of sampled decodings must be at least 1, got {n}")
     generator = torch.Generator(device=model.device).manual_seed(seed)
     z = torch.as_tensor(codes, dtype=torch.float32).repeat_interleave(n, dim=0)
-    return model.decode(z, greedy=False, temperature=1.0, generator=generator, batch_size=batch_size)
-
-
-def novelty(distinct: set[str], train: set[str]) -> float | None:
-    """Distinct items not in ``train`` / distinct items (both in canonical form); None for none.
-
-    The novelty of MOSES (Polykovskiy et al. 2020) when the items are canonical SMILES.
-    """
-    return _fraction(len(distinct - train), len(distinct))
+    return _decode(model, z, step or (lambda k: None), batch_size, temperature=1.0, generator=generator)
 
 
 def sample_metrics(
@@ -299,179 +346,205 @@ def _read_validation(run_dir: Path) -> list[str]:
 def evaluate(
     model: LatentModel,
     held_out: Sequence[str] | None = None,
-    n_samples: int = 1000,
-    seed: int = 0,
-    png: str | Path | None = None,
     *,
-    n_decodings: int = 10,
+    settings: EvaluationSettings | None = None,
     reference: Sequence[str] | None = None,
-    distribution: bool = True,
-    fcd: bool = True,
+    png: str | Path | None = None,
     properties_png: str | Path | None = None,
-    batch_size: int = 1024,
-    n_reference: int = 16,
-    png_molecules: int = 24,
-    processes: int = 1,
-    progress: bool = False,
     reference_cache: bool | str | Path = False,
-    beam_width: int = DEFAULT_BEAM_WIDTH,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
     """Evaluate a trained model; see the module docstring for every metric. Returns a JSON-ready dict
-    with the keys :data:`METRIC_KEYS` (fractions in [0, 1] or None when undefined).
+    with the keys :data:`METRIC_KEYS`.
 
     held_out: texts to reconstruct and to compare with the prior (default: the run's
-        ``validation.smi``). n_samples: latent points drawn from the prior and from the ex-post
-        GMM (each). seed: seeds both draws, the sampled decodings and the KS/CV reference samples.
-        png: where to write a grid of up to ``png_molecules`` valid prior samples (molecular
-        models only; ``"png"`` in the result is the path written, or None). n_decodings: sampled
-        decodings per held-out code for the Grammar VAE protocol (0: skip it).
-        reference: molecules the prior samples are compared with by :mod:`molks.metrics`
-        (default: the held-out texts); distribution=False skips those metrics, fcd=False only
-        FCD (the slow part); properties_png: where to draw the property histograms.
-        processes: worker processes for the RDKit part of the metrics. progress: progress bars.
-        reference_cache: keep the prepared reference on disk (True: ``molks.metrics.metrics_cache_dir()``,
-        or a directory), so the next evaluation against the same reference only reads it.
-        beam_width: the ``*_beam`` measures decode with a beam search of this width (1: skip them).
+    ``validation.smi``); at most ``settings.held_out`` of them are used. settings: what to measure
+    and how much (default: the quick look). reference: molecules the samples are compared with
+    (default: the held-out texts; the MOSES protocol needs the MOSES test set here). png: a grid
+    of up to 24 valid prior samples (molecular models only). properties_png: the property
+    histograms. reference_cache: keep the prepared reference on disk (True:
+    ``molks.metrics.metrics_cache_dir()``, or a directory). progress: None shows a bar per stage
+    on a terminal and a line a minute elsewhere (stderr); False is silent.
     """
     started = time.perf_counter()
-    if n_samples < 1:
-        raise EvaluationError(f"n_samples must be at least 1, got {n_samples}")
-    if beam_width < 1:
-        raise EvaluationError(f"beam_width must be 1 (greedy only) or more, got {beam_width}")
-    if n_decodings < 0:
-        raise EvaluationError(f"n_decodings must be 0 (skip) or more, got {n_decodings}")
-    for name, value in (("held_out", held_out), ("reference", reference)):
-        if isinstance(value, str):
-            raise EvaluationError(f"{name} must be a list of strings, not a single string")
-    texts = _read_validation(model.run_dir) if held_out is None else list(held_out)
-    if not texts:
-        raise EvaluationError("no held-out data to evaluate on")
-    normalize = text_normalizer(model)
+    settings = settings or EvaluationSettings()
+    texts = _held_out_texts(model, held_out, reference, settings)
+    stages = Stages("evaluate", enabled=progress)
     result: dict[str, Any] = {
-        "run_dir": str(model.run_dir),
-        "regularizer": model.model.config.regularizer,
-        "grammar": model.grammar.name,
-        "latent_dim": model.latent_dim,
-        "seed": seed,
-        "beam_width": beam_width,
-    }
-    codes = _reconstruction(model, texts, normalize, n_decodings, seed, batch_size, beam_width, result)
-
-    # Samples from the prior and from the ex-post GMM.
-    train_texts = read_train_texts(model.run_dir)
-    train = None if train_texts is None else {f for f in map(normalize, train_texts) if f is not None}
-    result["n_samples"] = n_samples
-    latent = {"prior": model.sample_latent(n_samples, source="prior", seed=seed)}
-    if model.ex_post is not None:
-        latent["ex_post"] = model.sample_latent(n_samples, source="ex-post", seed=seed)
-    decoded: dict[str, list[str | None]] = {}
-    for source, z in latent.items():
-        decoded[source] = model.decode(z, batch_size=batch_size)
-        if beam_width > 1:
-            decoded[f"{source}_beam"] = model.decode(z, batch_size=batch_size, beam_width=beam_width)
+        "run_dir": str(model.run_dir), "regularizer": model.model.config.regularizer, "grammar": model.grammar.name,
+        "latent_dim": model.latent_dim, "protocol": settings.protocol, "seed": settings.seed,
+        "held_out_limit": settings.held_out, "beam_width": settings.beam_width, "n_samples": settings.n_samples,
+    }  # fmt: skip
+    codes, reconstruction = _reconstruction(model, texts, settings, stages)
+    result.update(reconstruction)
+    with stages.stage("training set (novelty)"):
+        train_texts = read_train_texts(model.run_dir)
+        train = None if train_texts is None else {f for f in map(model.domain.canonical, train_texts) if f is not None}
+    decoded = _samples(model, settings, stages)
     for source in SAMPLE_SOURCES:
-        metrics = sample_metrics(decoded[source], normalize, train) if source in decoded else {}
+        metrics = sample_metrics(decoded[source], model.domain.canonical, train) if source in decoded else {}
         result.update({f"{source}_{name}": metrics.get(name) for name in SAMPLE_KEYS})
-    prior_texts = decoded["prior_beam" if beam_width > 1 else "prior"]
-    result["samples_decoding"] = f"beam search, width {beam_width}" if beam_width > 1 else "greedy"
-
-    # Prior samples against the reference molecules: FCD and the MOSES metrics.
-    if distribution and model.is_molecular:
-        result["reference"] = "held-out items" if reference is None else f"given ({len(reference)} items)"
-        metrics = _distribution(prior_texts, texts if reference is None else list(reference), train, fcd,
-                                properties_png, str(model.device), processes, progress, reference_cache)  # fmt: skip
-        result["n_reference"] = metrics["n_reference"]
-        result["properties_png"] = metrics["png"]
-        result.update({f"prior_{name}": metrics[name] for name in DISTRIBUTION_KEYS})
-
-    # Held-out codes against the prior.
-    prior, description = evaluation_prior(model)
-    result["distance_prior"] = description
-    if len(codes) >= 2:
-        result.update(prior_distances(codes, prior, n_reference=n_reference, seed=seed))
-    else:
-        result.update(dict.fromkeys(("ks", "cv", "ks_reference", "cv_reference", "ks_ratio", "cv_ratio")))
-
-    result["png"] = None
-    if png is not None and model.is_molecular:  # structures are drawn; a table of expressions is not
-        from molks.drawing import DrawingError
-
-        valid = [t for t in prior_texts if model.domain.is_valid(t)]
-        try:
-            result["png"] = str(model.domain.draw(valid, png, max_items=png_molecules))
-        except DrawingError:
-            result["png"] = None  # no valid sample to draw
+    samples = decoded["prior_beam" if settings.beam_width > 1 else "prior"]
+    result["samples_decoding"] = f"beam search, width {settings.beam_width}" if settings.beam_width > 1 else "greedy"
+    if settings.distribution and model.is_molecular:
+        given = None if reference is None else list(reference)
+        result.update(_distribution(samples, texts if given is None else given, train, settings, stages,
+                                    properties_png, str(model.device), progress, reference_cache))  # fmt: skip
+        result["reference"] = "held-out items" if given is None else f"given ({len(given)} items)"
+    with stages.stage("codes against the prior (KS, CV)"):
+        prior, result["distance_prior"] = evaluation_prior(model)
+        distances = prior_distances(codes, prior, seed=settings.seed) if len(codes) >= 2 else {}
+        result.update({key: distances.get(key) for key in _KS_CV_KEYS})
+    result["png"] = _draw(model, samples, png)
+    result["seconds_by_stage"] = {name: round(seconds, 2) for name, seconds in stages.seconds.items()}
     result["seconds"] = time.perf_counter() - started
     return {key: result.get(key) for key in METRIC_KEYS}
 
 
+def _held_out_texts(
+    model: LatentModel, held_out: Sequence[str] | None, reference: Sequence[str] | None, settings: EvaluationSettings
+) -> list[str]:
+    """The held-out texts to use (at most ``settings.held_out``), after checking the inputs."""
+    for name, value in (("held_out", held_out), ("reference", reference)):
+        if isinstance(value, str):
+            raise EvaluationError(f"{name} must be a list of strings, not a single string")
+    if settings.protocol == "moses" and model.is_molecular and reference is None:
+        raise EvaluationError("the MOSES protocol compares the samples with the whole MOSES test set, which molks "
+                              "does not bundle: pass it as the reference (molks evaluate --reference test.csv.gz)")  # fmt: skip
+    texts = (_read_validation(model.run_dir) if held_out is None else list(held_out))[: settings.held_out]
+    if not texts:
+        raise EvaluationError("no held-out data to evaluate on")
+    return texts
+
+
+_BEAM_CHUNK = 128  # codes per beam-search call: a progress step of a few seconds on one CPU core
+
+
+def _decode(model: LatentModel, z: torch.Tensor, step: Callable[[int], None], batch_size: int,
+            beam_width: int = 1, **sampling: Any) -> list[str | None]:  # fmt: skip
+    """``model.decode`` of codes z [N, D], a chunk at a time so that the stage's bar moves."""
+    chunk = _BEAM_CHUNK if beam_width > 1 else batch_size
+    out: list[str | None] = []
+    for start in range(0, len(z), chunk):
+        part = z[start : start + chunk]
+        out += model.decode(part, batch_size=batch_size, beam_width=beam_width, **sampling)
+        step(len(part))
+    return out
+
+
 def _reconstruction(
-    model: LatentModel,
-    texts: list[str],
-    normalize: Callable[[str | None], str | None],
-    n_decodings: int,
-    seed: int,
-    batch_size: int,
-    beam_width: int,
-    result: dict[str, Any],
-) -> torch.Tensor:
-    """Put the reconstruction metrics of the held-out texts into ``result``; returns their codes [M, D]."""
-    codes, kept, failures = model.encode(texts, batch_size, errors="skip")
+    model: LatentModel, texts: list[str], settings: EvaluationSettings, stages: Stages
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """(codes [M, D] of the held-out texts that encode, the reconstruction measures)."""
+    normalize, batch_size = model.domain.canonical, settings.batch_size
+    with stages.stage("held-out: encoding", len(texts)) as step:
+        codes, kept, failures = model.encode(texts, batch_size, errors="skip")
+        step(len(texts))
     if not kept:
         first = failures[0]
         raise EvaluationError(f"none of the {len(texts)} held-out items can be encoded; item {first[0]}: {first[1]}")
     targets = [texts[i] for i in kept]
-    decoded = model.decode(codes, batch_size=batch_size)
+    with stages.stage("held-out: greedy decoding", len(codes)) as step:
+        decoded = _decode(model, codes, step, batch_size)
     matches = reconstruction_matches(decoded, targets, normalize)
-    result.update(
-        n_held_out=len(kept),
-        held_out_skipped=len(failures),
-        reconstruction=sum(matches) / len(matches),
-        reconstruction_unfinished=sum(d is None for d in decoded) / len(decoded),
-        reconstruction_decodings=n_decodings,
-    )
-    if n_decodings:
-        sampled = sampled_decodings(model, codes, n_decodings, seed, batch_size)
-        sampled_matches = reconstruction_matches(sampled, [t for t in targets for _ in range(n_decodings)], normalize)
-        result["reconstruction_sampled"] = sum(sampled_matches) / len(sampled_matches)
+    out: dict[str, Any] = {
+        "n_held_out": len(kept), "held_out_skipped": len(failures), "reconstruction": sum(matches) / len(matches),
+        "reconstruction_unfinished": sum(d is None for d in decoded) / len(decoded),
+        "reconstruction_decodings": settings.sampled_decodings,
+    }  # fmt: skip
     if model.is_molecular:
-        similarities = reconstruction_tanimoto(decoded, targets)
-        result["reconstruction_tanimoto"] = sum(similarities) / len(similarities)
-    if beam_width > 1:
-        beam = model.decode(codes, batch_size=batch_size, beam_width=beam_width)
-        result["reconstruction_beam"] = sum(reconstruction_matches(beam, targets, normalize)) / len(targets)
+        out["reconstruction_tanimoto"] = sum(reconstruction_tanimoto(decoded, targets)) / len(targets)
+    n = settings.sampled_decodings
+    if n:
+        with stages.stage(f"held-out: {n} sampled decodings each", len(codes) * n) as step:
+            sampled = sampled_decodings(model, codes, n, settings.seed, batch_size, step)
+        sampled_matches = reconstruction_matches(sampled, [t for t in targets for _ in range(n)], normalize)
+        out["reconstruction_sampled"] = sum(sampled_matches) / len(sampled_matches)
+    if settings.beam_width > 1:
+        with stages.stage(f"held-out: beam search ({settings.beam_width})", len(codes)) as step:
+            beam = _decode(model, codes, step, batch_size, settings.beam_width)
+        out["reconstruction_beam"] = sum(reconstruction_matches(beam, targets, normalize)) / len(targets)
         if model.is_molecular:
-            result["reconstruction_tanimoto_beam"] = sum(reconstruction_tanimoto(beam, targets)) / len(targets)
-    return codes
+            out["reconstruction_tanimoto_beam"] = sum(reconstruction_tanimoto(beam, targets)) / len(targets)
+    return codes, out
+
+
+def _samples(model: LatentModel, settings: EvaluationSettings, stages: Stages) -> dict[str, list[str | None]]:
+    """Decoded samples per source (``prior``, ``ex_post``, and their ``_beam`` decodings)."""
+    sources = {"prior": "prior"}
+    if settings.ex_post and model.ex_post is not None:
+        sources["ex_post"] = "ex-post"
+    decoded: dict[str, list[str | None]] = {}
+    for key, source in sources.items():
+        z = model.sample_latent(settings.n_samples, source=source, seed=settings.seed)
+        with stages.stage(f"{source} samples: greedy decoding", len(z)) as step:
+            decoded[key] = _decode(model, z, step, settings.batch_size)
+        if settings.beam_width > 1:
+            with stages.stage(f"{source} samples: beam search ({settings.beam_width})", len(z)) as step:
+                decoded[f"{key}_beam"] = _decode(model, z, step, settings.batch_size, settings.beam_width)
+    return decoded
 
 
 def _distribution(
-    samples: list[str | None],
-    reference: list[str],
-    train: set[str] | None,
-    fcd: bool,
-    png: str | Path | None,
-    device: str,
-    processes: int,
-    progress: bool,
-    reference_cache: bool | str | Path = False,
-) -> dict[str, Any]:
-    """:func:`molks.metrics.distribution_metrics` of the samples against the reference."""
-    from molks.metrics import distribution_metrics
+    samples: list[str | None], reference: list[str], train: set[str] | None, settings: EvaluationSettings,
+    stages: Stages, png: str | Path | None, device: str, progress: bool | None, cache: bool | str | Path,
+) -> dict[str, Any]:  # fmt: skip
+    """FCD and the MOSES metrics of the samples against the reference; for the MOSES protocol also
+    the 5k-vs-5k numbers and their floors (two disjoint, seeded draws of the reference)."""
+    from molks.metrics import distribution_metrics, molecule_set
 
-    return distribution_metrics(samples, reference, train, fcd=fcd, png=png, device=device, processes=processes,
-                                progress=progress, reference_cache=reference_cache)  # fmt: skip
+    bars = showing(progress)
+    options = {"device": device, "processes": settings.processes, "progress": bars}
+    with stages.stage(f"FCD and MOSES metrics of {len(samples):,} samples against {len(reference):,} molecules"):
+        metrics = distribution_metrics(samples, reference, train, fcd=settings.fcd, png=png, reference_cache=cache,
+                                       **options)  # fmt: skip
+    out = {f"prior_{name}": metrics[name] for name in DISTRIBUTION_KEYS}
+    out.update(n_reference=metrics["n_reference"], properties_png=metrics["png"])
+    if settings.protocol != "moses":
+        return out
+    size = settings.split_size
+    if len(reference) < 2 * size:
+        raise EvaluationError(f"the {size:,}-vs-{size:,} floors need at least {2 * size:,} reference molecules, "
+                              f"got {len(reference):,}")  # fmt: skip
+    chosen = random.Random(settings.seed).sample(range(len(reference)), 2 * size)
+    with stages.stage(f"{size:,} samples against {size:,} reference molecules, and the floor"):
+        first = molecule_set([reference[i] for i in chosen[:size]], filters=True, fcd=settings.fcd, cache=cache,
+                             description="reference half 1", **options)  # fmt: skip
+        second = molecule_set([reference[i] for i in chosen[size:]], fcd=settings.fcd, cache=cache,
+                              description="reference half 2", **options)  # fmt: skip
+        split = distribution_metrics(samples[:size], first, fcd=settings.fcd, **options)
+        floor = distribution_metrics(first, second, fcd=settings.fcd, **options)
+    out["split_size"] = size
+    out.update({f"prior_{name}_5k": split[name] for name in SPLIT_KEYS})
+    out.update({f"floor_{name}_5k": floor[name] for name in SPLIT_KEYS})
+    return out
+
+
+def _draw(model: LatentModel, samples: list[str | None], png: str | Path | None) -> str | None:
+    """Draw up to 24 valid samples into ``png`` (molecules only); the path written, or None."""
+    if png is None or not model.is_molecular:  # structures are drawn; a table of expressions is not
+        return None
+    from molks.drawing import DrawingError
+
+    try:
+        return str(model.domain.draw([t for t in samples if model.domain.is_valid(t)], png, max_items=24))
+    except DrawingError:
+        return None  # no valid sample to draw
 
 
 def format_report(result: dict[str, Any]) -> str:
-    """The result of :func:`evaluate` as aligned ``name  value`` lines (fractions as percentages)."""
+    """The result of :func:`evaluate` as aligned ``name  value`` lines (fractions as percentages),
+    the seconds of each stage last."""
     percent = {"reconstruction", "reconstruction_unfinished", "reconstruction_sampled", "reconstruction_beam",
                "prior_filters"} | {
         f"{p}_{m}" for p in SAMPLE_SOURCES for m in SAMPLE_KEYS
     } | {f"prior_unique@{k}" for k in (1000, 10000)}
-    width = max(len(k) for k in result)
+    stages = result.get("seconds_by_stage") or {}
+    width = max(len(k) for k in [*result, *(f"  {name}" for name in stages)])
     lines = []
     for key, value in result.items():
+        if key == "seconds_by_stage":
+            continue
         if value is None:
             shown = "-"
         elif key in percent:
@@ -481,4 +554,5 @@ def format_report(result: dict[str, Any]) -> str:
         else:
             shown = str(value)
         lines.append(f"{key:<{width}}  {shown}")
+    lines += [f"{'  ' + name:<{width}}  {seconds:.1f} s" for name, seconds in stages.items()]
     return "\n".join(lines)

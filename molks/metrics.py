@@ -81,7 +81,8 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from molks.dataset.errors import CacheWarning
 from molks.progress import progress_bar
-from molks.evaluation import EvaluationError, novelty, read_molecule
+from molks.chemistry import novelty, read_molecule, sa_score
+from molks.errors import MolksError
 from molks.files import atomic_write
 from molks.workers import map_in_workers
 
@@ -154,7 +155,7 @@ CHUNK_SIZE = 1000  # molecules per unit of work (a progress step, a task of a wo
 BLOCK_ELEMENTS = 1 << 25  # Tanimoto blocks hold at most this many similarities (128 MiB of float32)
 
 
-class MetricsError(EvaluationError):
+class MetricsError(MolksError, ValueError):
     """The metrics cannot be computed (nothing valid to compare, a missing RDKit data file, ...)."""
 
 
@@ -298,10 +299,8 @@ def molecule_properties(mol: Chem.Mol) -> tuple[float, float, float, float]:
     same numbers for a molecule read from SMILES (tested), and Crippen's logP, the slowest of
     them, is no longer computed twice.
     """
-    from molks.optimize.targets import _sascorer  # the one SA-score loader of molks
-
     inputs = QED.properties(mol)
-    return inputs.ALOGP, _sascorer().calculateScore(mol), QED.qed(mol, qedProperties=inputs), inputs.MW
+    return inputs.ALOGP, sa_score(mol), QED.qed(mol, qedProperties=inputs), inputs.MW
 
 
 def _passes_atom_rules(mol: Chem.Mol) -> bool:

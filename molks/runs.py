@@ -10,9 +10,11 @@ optimisation and the demo):
 - ``grammar.cfg``        the grammar the production indices refer to
 - ``model.safetensors``  the best weights (with ``weights.sha256`` beside them)
 - ``checkpoints/last.safetensors``  weights + optimiser + state after the last finished epoch
+  (with ``checkpoints/last.sha256``, checked on ``--resume``)
 - ``metrics.csv``, ``loss_curves.png``  per-epoch loss terms
 - ``train.smi.gz``, ``validation.smi``  the split (a shipped model may lack the training list)
-- ``ex_post_gmm.safetensors``  a GMM fitted on the training codes after training
+- ``ex_post_gmm.safetensors``  a GMM fitted on the training codes after training (``ex_post_gmm.sha256``)
+- ``.molks.lock``  locked while a process trains here (:func:`molks.files.folder_lock`)
 
 Every write is atomic (:mod:`molks.files`); every unreadable file is a :class:`CheckpointError`
 naming it.
@@ -30,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from molks.errors import file_access
-from molks.files import atomic_write_bytes, atomic_write_text
-from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molks.files import LOCK_FILE, atomic_write_bytes, atomic_write_text
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_weights, verify_weights
 
 if TYPE_CHECKING:
     from molks.grammar import Grammar
@@ -227,22 +229,26 @@ class RunDir:
 
         if not self.ex_post_file.is_file():
             return None
-        tensors, _, _ = load_checkpoint(self.ex_post_file)
+        tensors, _, _ = load_checkpoint(self.ex_post_file, finite=False)  # ExPostGMM says which value is wrong
+        verify_weights(self.ex_post_file)  # changed since written (ex_post_gmm.sha256): refused
         try:
             return ExPostGMM.from_tensors(tensors)
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"not an ex-post GMM ({err})", path=self.ex_post_file) from None
 
     def write_ex_post(self, gmm: ExPostGMM, n_codes: int) -> None:
-        save_checkpoint(self.ex_post_file, gmm.to_tensors(), {"kind": "ex-post-gmm", "n_codes": n_codes})
+        save_weights(self.ex_post_file, gmm.to_tensors(), {"kind": "ex-post-gmm", "n_codes": n_codes})
 
     # ------------------------------------------------------------------ cleanup
 
-    def remove_start_files(self) -> None:
-        """Remove what a run writes before its first epoch, and the folder if that leaves it empty
-        (so that a corrected command is not refused with "already holds a run")."""
-        for name in self.START_FILES:
+    def remove_start_files(self, keep_folder: bool = False) -> None:
+        """Remove what a run writes before its first epoch (and its lock file), and the folder if that
+        leaves it empty, unless ``keep_folder`` (so that a corrected command is not refused with
+        "already holds a run", and a folder the user made stays)."""
+        for name in (*self.START_FILES, LOCK_FILE):
             (self.path / name).unlink(missing_ok=True)
+        if keep_folder:
+            return
         try:
             self.path.rmdir()
         except OSError:  # not empty: something else is in there, keep it

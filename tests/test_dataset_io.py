@@ -54,6 +54,16 @@ def test_gzipped_files(tmp_path: Path, name: str) -> None:
     assert [t for _, t in load_texts(path)] == ["CCO", "CCN"]
 
 
+@pytest.mark.parametrize("column", [None, "smiles", "logP"])
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path, column: str | None) -> None:
+    path = write(tmp_path / "twice.csv", "smiles,logP,smiles,logP\nCCO,0.5,c1ccccc1,2.0\n")
+    named = column or "smiles"
+    places = "1, 3" if named == "smiles" else "2, 4"
+    with pytest.raises(DatasetError, match=f"the header names 2 columns '{named}' \\(columns {places}\\)") as err:
+        load_texts(path, column)
+    assert str(err.value).startswith(f"{path}:1:")
+
+
 def test_missing_column_lists_the_columns(tmp_path: Path) -> None:
     path = write(tmp_path / "m.csv", "id,smile_string,logP\n1,CCO,0.5\n")
     with pytest.raises(DatasetError) as err:

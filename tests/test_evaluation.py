@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from molks.evaluation import (
     DISTRIBUTION_KEYS,
     METRIC_KEYS,
     EvaluationError,
+    EvaluationSettings,
     canonical_smiles,
     evaluate,
     evaluation_prior,
@@ -37,7 +39,7 @@ from molks.training.checkpoint import save_checkpoint
 from conftest import ROOT
 
 FRACTIONS = [k for k in METRIC_KEYS if k.startswith(("reconstruction", "prior_", "ex_post_"))
-             and k not in ("reconstruction_decodings", "prior_fcd") and "wasserstein" not in k]  # fmt: skip
+             and k not in ("reconstruction_decodings", "prior_fcd", "prior_fcd_5k") and "wasserstein" not in k]  # fmt: skip
 
 
 def untrained_run(run_dir: Path, grammar_name: str, regularizer: str, texts: list[str], train: list[str] | None = None) -> Path:
@@ -124,7 +126,7 @@ def test_prior_samples_score_about_one_and_distorted_samples_do_not() -> None:
 def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
     model = molks.load(tiny_run)
     png = tmp_path / "grid" / "samples.png"
-    result = evaluate(model, n_samples=200, seed=0, png=png)
+    result = evaluate(model, settings=EvaluationSettings(n_samples=200, sampled_decodings=10, ex_post=True), png=png)
     assert tuple(result) == METRIC_KEYS
     for key in FRACTIONS:
         assert result[key] is None or 0.0 <= result[key] <= 1.0, key
@@ -162,7 +164,7 @@ def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
         assert result["prior_fcd"] >= 0.0 and 0.0 <= result["prior_snn"] <= 1.0
 
     # Reproducible, and the PNG exists exactly when some prior sample is a valid molecule.
-    again = evaluate(model, n_samples=200, seed=0, distribution=False)
+    again = evaluate(model, settings=EvaluationSettings(n_samples=200, sampled_decodings=10, ex_post=True, distribution=False))
     same = [k for k in FRACTIONS if k.removeprefix("prior_") not in DISTRIBUTION_KEYS]
     assert {k: again[k] for k in same} == {k: result[k] for k in same}
     if result["prior_validity"] > 0:
@@ -177,18 +179,23 @@ def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
 
 def test_evaluate_skips_held_out_items_it_cannot_encode(tiny_run: Path) -> None:
     model = molks.load(tiny_run)
-    result = evaluate(model, ["OCC", "not a molecule", "C" * 400, "c1ccccc1"], n_samples=20)
+    few = EvaluationSettings(n_samples=20)
+    result = evaluate(model, ["OCC", "not a molecule", "C" * 400, "c1ccccc1"], settings=few)
     assert result["n_held_out"] == 2 and result["held_out_skipped"] == 2
     with pytest.raises(EvaluationError, match="none of the 1 held-out items"):
-        evaluate(model, ["C1CC"], n_samples=20)
+        evaluate(model, ["C1CC"], settings=few)
     with pytest.raises(EvaluationError, match="n_samples"):
-        evaluate(model, ["CCO"], n_samples=0)
+        EvaluationSettings(n_samples=0)
     with pytest.raises(EvaluationError, match="list of strings"):
-        evaluate(model, "CCO", n_samples=10)  # type: ignore[arg-type]
+        evaluate(model, "CCO", settings=few)  # type: ignore[arg-type]
     with pytest.raises(EvaluationError, match="reference must be a list of strings"):
-        evaluate(model, ["CCO"], n_samples=10, reference="CCO")  # type: ignore[arg-type]
-    with pytest.raises(EvaluationError, match="n_decodings"):
-        evaluate(model, ["CCO"], n_samples=10, n_decodings=-1)
+        evaluate(model, ["CCO"], settings=few, reference="CCO")  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="sampled_decodings"):
+        EvaluationSettings(sampled_decodings=-1)
+    with pytest.raises(EvaluationError, match="protocol must be one of quick, moses"):
+        EvaluationSettings(protocol="fast")
+    with pytest.raises(EvaluationError, match="MOSES test set"):
+        evaluate(model, ["CCO"], settings=EvaluationSettings.moses(n_samples=20))  # no reference: not bundled
 
 
 def test_evaluate_command_writes_every_field_against_a_reference_file(tiny_run: Path, tmp_path: Path) -> None:
@@ -215,6 +222,95 @@ def test_evaluate_command_writes_every_field_against_a_reference_file(tiny_run: 
     assert metrics["reconstruction_sampled"] is None and metrics["prior_fcd"] is None and metrics["reference"] is None
 
 
+def test_the_quick_look_is_the_default_and_says_how_long_each_stage_took(tiny_run: Path) -> None:
+    model = molks.load(tiny_run)
+    validation = (tiny_run / "validation.smi").read_text().split()
+    result = evaluate(model, settings=EvaluationSettings(n_samples=30, held_out=5))
+    assert result["protocol"] == "quick" and result["held_out_limit"] == 5
+    assert result["n_held_out"] + result["held_out_skipped"] == 5 < len(validation)  # the cap, the first items
+    # The expensive parts are opt-in: no sampled decodings, no ex-post samples, no 5k-vs-5k split.
+    assert result["reconstruction_decodings"] == 0 and result["reconstruction_sampled"] is None
+    assert result["ex_post_validity"] is None and result["ex_post_beam_validity"] is None
+    assert result["split_size"] is None and result["floor_fcd_5k"] is None
+    stages = result["seconds_by_stage"]
+    assert list(stages)[:3] == ["held-out: encoding", "held-out: greedy decoding", "held-out: beam search (8)"]
+    assert "prior samples: beam search (8)" in stages and all(seconds >= 0 for seconds in stages.values())
+    assert sum(stages.values()) <= result["seconds"] + 0.1
+    report = format_report(result)
+    assert "  prior samples: beam search (8)" in report and report.rstrip().endswith(" s")
+    defaults = EvaluationSettings()
+    assert (defaults.held_out, defaults.n_samples, defaults.sampled_decodings, defaults.ex_post) == (1000, 1000, 0, False)
+    assert EvaluationSettings.moses().n_samples == 30_000
+
+
+def test_the_moses_protocol_adds_split_numbers_and_their_floors(tiny_run: Path, moses_smiles: list[str]) -> None:
+    from molks.metrics import distribution_metrics
+
+    model = molks.load(tiny_run)
+    reference = moses_smiles[:60]
+    settings = EvaluationSettings.moses(n_samples=40, split_size=20, held_out=10, beam_width=1, seed=3)
+    result = evaluate(model, settings=settings, reference=reference)
+    assert result["protocol"] == "moses" and result["n_samples"] == 40 and result["split_size"] == 20
+    assert result["n_reference"] == 60 and result["reference"] == "given (60 items)"
+    # The floor: two disjoint seeded draws of 20 reference molecules, compared as the samples are.
+    import random
+
+    chosen = random.Random(3).sample(range(60), 40)
+    first, second = [reference[i] for i in chosen[:20]], [reference[i] for i in chosen[20:]]
+    floor = distribution_metrics(first, second)
+    for name in ("fcd", "snn", "frag", "scaf"):
+        assert result[f"floor_{name}_5k"] == pytest.approx(floor[name]), name
+    assert 0.0 < result["floor_snn_5k"] < 1.0 and result["floor_fcd_5k"] > 0.0
+    samples = model.decode(model.sample_latent(40, seed=3))[:20]
+    split = distribution_metrics(samples, first)
+    assert result["prior_snn_5k"] == pytest.approx(split["snn"]) and result["prior_fcd_5k"] == pytest.approx(split["fcd"])
+    with pytest.raises(EvaluationError, match="at least 200 reference molecules"):
+        evaluate(model, settings=replace(settings, split_size=100), reference=reference)
+
+
+def test_evaluate_shows_a_line_a_minute_without_a_terminal(tiny_run: Path) -> None:
+    from molks.progress import Stages
+
+    lines: list[str] = []
+    stages = Stages("evaluate", enabled=None, every=0.05, log=lines.append)  # stderr is not a terminal here
+    with stages.stage("beam search", total=10) as step:
+        step(4)
+        import time
+
+        time.sleep(0.3)
+    assert lines and all(line.startswith("evaluate: beam search ") for line in lines) and "4/10" in lines[-1]
+    silent: list[str] = []
+    quiet = Stages("evaluate", enabled=False, every=0.05, log=silent.append)
+    with quiet.stage("beam search", total=10):
+        time.sleep(0.2)
+    assert silent == [] and list(quiet.seconds) == ["beam search"]
+
+
+def test_evaluate_command_reports_paths_as_given(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from molks.cli import app
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    (tmp_path / "reference.smi").write_text("CCO\nc1ccc2ccccc2c1\nCC(=O)Nc1ccc(O)cc1\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "run", "--n-samples", "20", "--held-out", "4", "--reference", "reference.smi",
+            "--json", "out.json", "--png", "samples.png", "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "evaluating run (quick): at most 4 held-out items" in result.output and "--protocol moses" in result.output
+    text = (tmp_path / "out.json").read_text()
+    metrics = json.loads(text)
+    assert metrics["run_dir"] == "run" and metrics["reference"] == "reference.smi"
+    assert str(tmp_path) not in text and metrics["seconds_by_stage"]
+    moses = CliRunner().invoke(app, ["evaluate", "run", "--protocol", "moses", "--n-samples", "20"])
+    assert moses.exit_code == 2 and "does not bundle" in moses.output
+    bad = CliRunner().invoke(app, ["evaluate", "run", "--protocol", "fast"])
+    assert bad.exit_code == 2 and "quick, moses" in bad.output
+
+
 def test_evaluate_expressions_and_a_standard_normal_prior(tmp_path: Path) -> None:
     texts = (ROOT / "data" / "expressions.txt").read_text().splitlines()[:40]
     run = untrained_run(tmp_path / "expr", "arithmetic", "vae", texts)  # no train.smi.gz, no ex-post GMM
@@ -222,7 +318,7 @@ def test_evaluate_expressions_and_a_standard_normal_prior(tmp_path: Path) -> Non
     normalize = text_normalizer(model)
     assert normalize("x+1") == normalize("x + 1") and normalize("x +") is None and normalize("y") is None
     assert reconstruction_matches(["sin(x)*2"], ["sin( x ) * 2"], normalize) == [True]
-    result = evaluate(model, n_samples=50, png=tmp_path / "never.png", n_decodings=3)
+    result = evaluate(model, settings=EvaluationSettings(n_samples=50, sampled_decodings=3, ex_post=True), png=tmp_path / "never.png")
     assert result["distance_prior"] == "N(0, I)" and result["n_held_out"] == 40
     # Exact and sampled reconstruction for any grammar; Tanimoto and the MOSES metrics for molecules only.
     assert result["reconstruction_decodings"] == 3 and 0.0 <= result["reconstruction_sampled"] <= 1.0

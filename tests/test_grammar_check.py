@@ -84,6 +84,27 @@ def test_lalr_grammar_is_unambiguous_by_construction() -> None:
     assert len(report.ll1_conflicts) == 1 and len(report.ll1_conflicts[0].lookaheads) == 7
 
 
+@pytest.mark.parametrize(
+    ("text", "cycle"),
+    [("S -> S | 'a'\n", "S -> S"), ("S -> T 'b' | 'a'\nT -> U\nU -> T | 'c'\n", "T -> U -> T"),
+     ("S -> E S | 'a'\nE -> \n", "S -> S")],  # the last: a cycle through a nullable neighbour
+    ids=["unit-loop", "two-step", "nullable"],
+)  # fmt: skip
+def test_a_cycle_of_derivations_is_ambiguity_whatever_the_parser(text: str, cycle: str) -> None:
+    report = check_grammar(Grammar(text), ["a"])
+    assert report.cycles[0] == cycle
+    assert report.ambiguity_method.startswith("ambiguous:") and "infinitely many parses" in report.ambiguity_method
+    assert "by construction" not in report.format()
+
+
+def test_an_unproductive_grammar_says_so_when_an_item_does_not_parse() -> None:
+    from molks.grammar.errors import ParseError
+
+    with pytest.raises(ParseError, match="S derives no string of terminals") as caught:
+        Grammar("S -> S 'a'\n").parse("a")
+    assert "(one of )" not in str(caught.value)
+
+
 def test_parallel_check_equals_serial(molecules: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     g = Grammar.load("smiles")
     lines = molecules + ["CC(C"] + molecules

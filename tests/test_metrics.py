@@ -16,7 +16,7 @@ from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
 from molks.dataset import CacheWarning
-from molks.evaluation import EvaluationError
+from molks.errors import MolksError
 from molks.metrics import (
     MCF_SMARTS,
     METRIC_NAMES,
@@ -192,7 +192,7 @@ def test_invalid_molecules_and_errors(tmp_path: Path) -> None:
     assert none_valid["png"] is None and not (tmp_path / "never.png").exists()
     with pytest.raises(MetricsError, match="none of the 2 reference molecules") as err:
         distribution_metrics(ACYCLIC, ["C1CC", ""])
-    assert isinstance(err.value, EvaluationError)  # one family of errors with molks.evaluation
+    assert isinstance(err.value, MolksError) and isinstance(err.value, ValueError)  # bad input: one line, exit 2
     with pytest.raises(MetricsError, match="list of SMILES"):
         molecule_set("CCO")
 

@@ -200,7 +200,7 @@ def test_encoder_choice_is_validated_and_old_configs_load_as_conv() -> None:
 @pytest.mark.parametrize("encoder", ["conv", "gru"])
 def test_cutting_a_batch_after_its_longest_derivation_leaves_the_loss_unchanged(encoder: str) -> None:
     from molks.grammar import Grammar
-    from molks.api import pad_sequences
+    from molks.grammar import pad_sequences
     from molks.model.autoencoder import Autoencoder, ModelConfig
 
     grammar = Grammar.load("smiles")

@@ -222,7 +222,8 @@ def test_beam_decoding_of_the_proposals(tiny_run: Path, pool: list[str], tmp_pat
     rows = [r for r in _read_csv(tmp_path / "candidates.csv") if r["iteration"] == "1"]
     z = torch.tensor([[float(r[f"z{j}"]) for j in range(model.latent_dim)] for r in rows])
     assert [r["string"] for r in rows] == [s or "" for s in model.decode(z, beam_width=3)]
-    with pytest.raises(OptimizeError, match="different config"):  # a run decoded one way does not resume another
+    # A run decoded one way does not resume another, and the refusal names the option that differs.
+    with pytest.raises(OptimizeError, match="config.beam_width was 3, now None"):
         optimize(model, pool, tmp_path, "logp", _config(2), resume=True, progress=False)
     with pytest.raises(OptimizeError, match="beam_width"):
         OptimizeConfig(beam_width=-1)

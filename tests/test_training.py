@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 
 from conftest import train_tiny
 from molks.training.checkpoint import CheckpointError, load_checkpoint
-from molks.training.trainer import TrainingError, resolve_device, split_indices
+from molks.devices import DeviceError, resolve_device
+from molks.training.trainer import TrainingError, split_indices
 
 
 def _weights(run: Path, name: str = "checkpoints/last.safetensors") -> dict[str, torch.Tensor]:
@@ -116,7 +117,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, tiny_run: Path) -> 
 def test_missing_gpu_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(TrainingError, match="no CUDA GPU"):
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
 
@@ -151,7 +152,7 @@ def test_two_process_ddp_agrees_with_one_process(tmp_path: Path, moses_smiles: l
 def test_autoregressive_decoder_learns_to_reconstruct(moses_smiles: list[str]) -> None:
     # Teacher forcing through Autoencoder.forward and step-wise masked decoding through
     # Autoencoder.decode: a few hundred steps on 8 molecules reconstruct them exactly.
-    from molks.api import pad_sequences
+    from molks.grammar import pad_sequences
     from molks.grammar import Grammar
     from molks.model.autoencoder import Autoencoder, ModelConfig
     from molks.model.networks import NetworkConfig
@@ -220,11 +221,12 @@ def test_resume_accepts_a_run_written_before_an_option_existed(tmp_path: Path, m
 def test_training_without_a_terminal_logs_progress_within_each_epoch(
     tmp_path: Path, moses_smiles: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from molks.api import pad_sequences
+    from molks.grammar import pad_sequences
     from molks.grammar import Grammar
     from molks.model.autoencoder import ModelConfig
     from molks.model.networks import NetworkConfig
     from molks.training import trainer
+    from molks.training.spec import TrainConfig
 
     monkeypatch.setattr(trainer, "PROGRESS_LINE_SECONDS", 0.0)  # a line after every batch
     monkeypatch.setattr(trainer, "showing", lambda enabled: False)  # no terminal, even under pytest -s
@@ -239,7 +241,7 @@ def test_training_without_a_terminal_logs_progress_within_each_epoch(
     trainer.train(
         tmp_path / "run", pad_sequences(ids, length, grammar.padding_index), moses_smiles[:96], grammar,
         ModelConfig(network, "gmm", 32, grammar_hash=grammar.content_hash),
-        trainer.TrainConfig(epochs=1, batch_size=32), progress=None, log=lines.append,
+        TrainConfig(epochs=1, batch_size=32), progress=None, log=lines.append,
     )
     within = [line for line in lines if "batches" in line]
     assert len(within) == 2  # 86 training molecules: 2 batches of 32

@@ -9,6 +9,7 @@ from molks.cli.demo import demo_command
 from molks.cli.grammar import app as grammar_app
 from molks.cli.model import register as register_model_commands
 from molks.cli.optimize import optimize as optimize_command
+from molks.cli.score import score_command
 from molks.cli.train import train_command
 
 app = typer.Typer(
@@ -23,5 +24,6 @@ app.command("demo")(demo_command)
 app.command("train")(train_command)
 register_model_commands(app)
 app.command("optimize")(optimize_command)
+app.command("score")(score_command)
 
 __all__ = ["app"]

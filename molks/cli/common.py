@@ -47,3 +47,18 @@ def fail_cleanly(command: F) -> F:
             fail(str(err))
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_distinct_files(**paths: str | os.PathLike[str] | None) -> None:
+    """Refuse two of a command's files that are one file (``--out`` and ``--codes``, an output and
+    the input it is made from): the second write would replace the first, or the output the input.
+    Keyword names are the options (``out`` is said as ``--out``); None (not given) is skipped."""
+    seen: dict[str, str] = {}
+    for name, path in paths.items():
+        if path is None or str(path) in ("", "-"):
+            continue
+        real = os.path.realpath(path)  # the same file by another spelling, or through a link
+        option = name if name.isupper() else f"--{name.replace('_', '-')}"
+        if real in seen:
+            raise MolksError(f"{seen[real]} and {option} are the same file ({path}): one would overwrite the other")
+        seen[real] = option

@@ -61,7 +61,11 @@ def parse_command(
     canonicalize: bool = typer.Option(True, "--canonicalize/--no-canonicalize", help="RDKit canonical SMILES."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first item that fails."),
     max_length: int | None = typer.Option(None, "--max-length", min=1, help="Skip longer derivations."),
-    processes: int | None = typer.Option(None, "--processes", min=1, help="Worker processes (default: all cores)."),
+    processes: int | None = typer.Option(
+        None, "--processes", min=1,
+        help="Worker processes (default: all cores). RDKit reads the SMILES in worker processes even for 1, so that a "
+        "crash of RDKit on a hostile SMILES is an error naming its line, not the end of the command.",
+    ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache directory (default: ~/.cache/molks)."),
     use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and write the parsed-dataset cache."),
     report: Path | None = typer.Option(None, "--report", help="Write the summary as JSON here."),
@@ -84,6 +88,7 @@ def parse_command(
         cache_dir=cache_dir,
         use_cache=use_cache,
         progress=progress,
+        isolate=True,
     )
     summary = dataset.summary(n_failures=show)
     summary["seconds"] = round(time.perf_counter() - started, 3)

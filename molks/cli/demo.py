@@ -36,7 +36,7 @@ def demo_command(
     import json
 
     from molks.demo import FULL, QUICK, run_demo, with_overrides
-    from molks.training.trainer import resolve_device
+    from molks.devices import resolve_device
 
     if train and model is not None:
         raise typer.BadParameter("--train trains a new model; leave out --model", param_hint="--model")

@@ -25,7 +25,8 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from molks.cli.common import fail_cleanly
+from molks.checks import MAX_BEAM_WIDTH, MAX_SAMPLES, check_batch_size, check_beam_width, check_sample_count, check_seed
+from molks.cli.common import check_distinct_files, fail_cleanly
 from molks.codes import CodesError, check_codes_suffix, read_codes, write_codes, write_codes_csv
 from molks.data_files import resolve_data_file
 from molks.decoding import DEFAULT_BEAM_WIDTH
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import torch
 
     from molks.api import LatentModel
+    from molks.evaluation import EvaluationSettings
 
 __all__ = [
     "UNFINISHED",
@@ -90,12 +92,14 @@ def _check_temperature(temperature: float | None) -> None:
 
 BeamOpt = Annotated[
     Optional[int],
-    typer.Option(min=1, help=f"Beam search width: the most probable valid of the K most probable decodings of each code (default {DEFAULT_BEAM_WIDTH}; 1: greedy; not with --temperature)."),
+    typer.Option(help=f"Beam search width: the most probable valid of the K most probable decodings of each code (default {DEFAULT_BEAM_WIDTH}; 1: greedy, at most {MAX_BEAM_WIDTH:,}; not with --temperature)."),
 ]
 
 
 def _beam_width(beam_width: int | None, temperature: float | None) -> int:
     """The beam width to decode with: the default unless sampling at a temperature."""
+    if beam_width is not None:
+        check_beam_width(beam_width)
     if temperature is None:
         return DEFAULT_BEAM_WIDTH if beam_width is None else beam_width
     if beam_width is not None and beam_width > 1:
@@ -123,6 +127,8 @@ def encode_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Encode SMILES (or expressions) into latent codes; lines that cannot be encoded are reported and skipped."""
+    check_batch_size(batch_size)
+    check_distinct_files(INPUT=input, out=out)
     if out is not None:
         check_codes_suffix(out, "--out")
     model = _load(run_dir, device)
@@ -164,20 +170,23 @@ def decode_command(
 
     _check_temperature(temperature)
     width = _beam_width(beam_width, temperature)
+    check_batch_size(batch_size)
+    check_seed(seed)
+    check_distinct_files(CODES=codes, out=out)
     model = _load(run_dir, device)
     z = torch.from_numpy(read_codes(codes, model.latent_dim))
     if temperature is None:
         texts = model.decode(z, batch_size=batch_size, beam_width=width)
     else:
         generator = torch.Generator(device=model.device).manual_seed(seed)
-        texts = model.decode(z, greedy=False, temperature=temperature, generator=generator, batch_size=batch_size)
+        texts = model.decode(z, temperature=temperature, generator=generator, batch_size=batch_size)
     _emit(_shown(texts), out)
 
 
 @fail_cleanly
 def sample_command(
     run_dir: RunArg,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples (drawn, decoded and written 10,000 at a time: any n fits in memory).")] = 10,
+    n: Annotated[int, typer.Option("--n", help=f"Number of samples, at most {MAX_SAMPLES:,} (drawn, decoded and written 10,000 at a time: any n fits in memory).")] = 10,
     component: Annotated[Optional[int], typer.Option(help="Sample from this mixture component only.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: beam search).")] = None,
     beam_width: BeamOpt = None,
@@ -191,6 +200,9 @@ def sample_command(
     """Sample latent points and decode them: one string per line, <unfinished> where decoding hit the length limit."""
     _check_temperature(temperature)
     width = _beam_width(beam_width, temperature)
+    check_sample_count(n)
+    check_seed(seed)
+    check_distinct_files(out=out, codes=codes, png=png)
     codes_suffix = None if codes is None else check_codes_suffix(codes, "--codes")
     model = _load(run_dir, device)
     if png is not None and not model.is_molecular:
@@ -291,36 +303,68 @@ def _write_codes_rows(f: IO[bytes], suffix: str | None, z: Any) -> None:
 @fail_cleanly
 def evaluate_command(
     run_dir: RunArg,
+    protocol: Annotated[str, typer.Option(help="quick: a look in about a minute (at most --held-out items, 1,000 samples, the expensive parts opt-in); moses: the MOSES protocol, 30,000 samples against the whole MOSES test set (give it as --reference: molks does not bundle it) plus the 5k-vs-5k numbers and their floors.")] = "quick",
     data: Annotated[Optional[str], typer.Option(help="Held-out file to reconstruct (default: the run's validation.smi).")] = None,
     column: Annotated[Optional[str], typer.Option(help="CSV/TSV column holding the strings (of --data and --reference).")] = None,
-    n_samples: Annotated[int, typer.Option(min=1, help="Samples drawn from the prior and from the ex-post GMM (each).")] = 1000,
-    decodings: Annotated[int, typer.Option(min=0, help="Sampled decodings per held-out code (Grammar VAE protocol; 0 skips it).")] = 10,
-    reference: Annotated[Optional[str], typer.Option(help="Molecules the prior samples are compared with (FCD, MOSES metrics); default: the held-out data.")] = None,
+    held_out: Annotated[int, typer.Option(min=1, help="Use at most this many held-out items (the first ones).")] = 1000,
+    n_samples: Annotated[Optional[int], typer.Option(min=1, help="Prior samples (default: 1,000; 30,000 for --protocol moses).")] = None,
+    decodings: Annotated[int, typer.Option(min=0, help="Sampled decodings per held-out code (the Grammar VAE protocol; each costs a greedy decoding; 0 skips it).")] = 0,
+    ex_post: Annotated[bool, typer.Option(help="Also sample the ex-post GMM fitted on the training codes (the ex_post_* keys).")] = False,
+    reference: Annotated[Optional[str], typer.Option(help="Molecules the prior samples are compared with (FCD, MOSES metrics); default: the held-out data. For --protocol moses: the MOSES test set (e.g. test.csv.gz).")] = None,
     distribution: Annotated[bool, typer.Option(help="Compute FCD and the MOSES metrics of the prior samples (molecules only).")] = True,
-    fcd: Annotated[bool, typer.Option(help="Compute FCD (the slow part: about 5 ms a molecule on one core); --no-fcd keeps the other MOSES metrics.")] = True,
+    fcd: Annotated[bool, typer.Option(help="Compute FCD (ChemNet: about 5 ms a molecule on one core); --no-fcd keeps the other MOSES metrics.")] = True,
     properties_png: Annotated[Optional[Path], typer.Option(help="Draw the property histograms (logP, SA, QED, weight) of samples and reference into this PNG.")] = None,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes for the RDKit part of the MOSES metrics.")] = 1,
     cache: Annotated[bool, typer.Option(help="Keep the prepared reference set (fingerprints, ChemNet statistics, ...) in $MOLKS_CACHE_DIR/metrics, else $XDG_CACHE_HOME/molks/metrics or ~/.cache/molks/metrics, so the next evaluation against it only reads it.")] = True,
-    beam_width: Annotated[int, typer.Option(min=1, help="Also measure reconstruction and samples with a beam search of this width (the *_beam keys; 1 skips them); the FCD and MOSES metrics are of its samples.")] = DEFAULT_BEAM_WIDTH,
-    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
+    beam_width: Annotated[int, typer.Option(min=1, help="Decode the samples (and measure reconstruction, the *_beam keys) with a beam search of this width, as molks sample does; 1: greedy only.")] = DEFAULT_BEAM_WIDTH,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the samples.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Draw up to 24 valid prior samples into this PNG.")] = None,
+    threads: Annotated[int, typer.Option(min=1, max=1024, help="Torch threads. 1 (the default): decoding's small operations gain little from more, and several threads slow down tenfold when other jobs share the cores (benchmarks/RESULTS.md); ChemNet runs beside the RDKit work either way.")] = 1,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Reconstruction (greedy, sampled, Tanimoto), validity/uniqueness/novelty of samples, FCD and the MOSES metrics, and KS/CV distances to the prior."""
-    from molks.evaluation import evaluate, format_report
+    """Reconstruction, validity/uniqueness/novelty of samples, FCD and the MOSES metrics, and KS/CV distances to the prior; a bar per stage (a line a minute without a terminal) and the seconds of each stage."""
+    import torch
 
+    from molks.evaluation import EvaluationSettings, evaluate, format_report
+
+    torch.set_num_threads(threads)
+    options = {"held_out": held_out, "sampled_decodings": decodings, "ex_post": ex_post, "distribution": distribution,
+               "fcd": fcd, "beam_width": beam_width, "seed": seed, "processes": processes}  # fmt: skip
+    if n_samples is not None:
+        options["n_samples"] = n_samples
+    settings = EvaluationSettings.moses(**options) if protocol == "moses" else EvaluationSettings(protocol=protocol, **options)
     model = _load(run_dir, device)
-    held_out = None if data is None else [text for _, text in _read_items(model, data, column)]
+    items = None if data is None else [text for _, text in _read_items(model, data, column)]
     references = None if reference is None else [text for _, text in _read_items(model, reference, column)]
-    result = evaluate(model, held_out, n_samples=n_samples, seed=seed, png=png, n_decodings=decodings,
-                      reference=references, distribution=distribution, fcd=fcd, properties_png=properties_png,
-                      processes=processes, progress=True, reference_cache=cache, beam_width=beam_width)  # fmt: skip
+    typer.echo(_evaluation_plan(run_dir, settings, data, reference, model.is_molecular), err=True)
+    result = evaluate(model, items, settings=settings, reference=references, png=png, properties_png=properties_png,
+                      reference_cache=cache, progress=None)  # fmt: skip
+    result["run_dir"] = run_dir  # as given: no absolute path of this machine in the report
     if reference is not None and result["reference"] is not None:
         result["reference"] = reference  # the file, not just "given (N items)"
     typer.echo(format_report(result))
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+
+
+def _evaluation_plan(run_dir: str, settings: EvaluationSettings, data: str | None, reference: str | None, molecular: bool) -> str:
+    """One line saying what ``molks evaluate`` is about to measure, before it starts."""
+    decoding = f"beam search ({settings.beam_width})" if settings.beam_width > 1 else "greedy decoding"
+    held_out = f"at most {settings.held_out:,} held-out items of {data or 'validation.smi'}"
+    parts = [f"{held_out} (greedy{' and ' + decoding if settings.beam_width > 1 else ''})",
+             f"{settings.n_samples:,} prior samples ({decoding})"]  # fmt: skip
+    if settings.sampled_decodings:
+        parts.append(f"{settings.sampled_decodings} sampled decodings per held-out code")
+    if settings.ex_post:
+        parts.append(f"{settings.n_samples:,} ex-post GMM samples")
+    if settings.distribution and molecular:
+        metrics = "FCD and the MOSES metrics" if settings.fcd else "the MOSES metrics (no FCD)"
+        parts.append(f"{metrics} against {reference or 'the held-out items'}")
+        if settings.protocol == "moses":
+            parts.append(f"{settings.split_size:,}-vs-{settings.split_size:,} numbers and their floors")
+    hint = "" if settings.protocol == "moses" else "; --protocol moses for the full MOSES protocol"
+    return f"evaluating {run_dir} ({settings.protocol}): " + ", ".join(parts) + hint
 
 
 COMMANDS = {"encode": encode_command, "decode": decode_command, "sample": sample_command, "evaluate": evaluate_command}

@@ -9,10 +9,18 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from molks.cli.common import fail_cleanly
+
+if TYPE_CHECKING:
+    from molks.optimize.guard import TargetRunner
+    from molks.optimize.loop import OptimizeConfig
+
+UNTIL_BUDGET = 1_000_000
+"""The iterations of a run with --budget and no --iterations: it ends when the budget is spent."""
 
 app = typer.Typer(help="Bayesian optimisation in a trained model's latent space.", pretty_exceptions_enable=False)
 
@@ -26,11 +34,19 @@ def optimize(
         "--target",
         "-t",
         help=(
-            "logp | qed | expression | package.module:function. A function of yours is called with a list of "
+            "logp | qed | expression | a PMO objective (celecoxib_rediscovery, median1, osimertinib_mpo, deco_hop, ...: "
+            "a wrong name lists them all) | package.module:function. A function of yours is called with a list of "
             "strings and returns one score per string: list\\[str] -> list\\[float | None], None for a string it "
             "cannot score; it is maximised unless it has an attribute maximize = False. Its module must be "
-            "importable (on PYTHONPATH); it is called once on two pool strings before the optimisation starts."
+            "importable (on PYTHONPATH); it is called once on two pool strings before the optimisation starts. "
+            "It runs in a worker process of its own: a call that raises, exits, crashes or passes --target-timeout "
+            "scores its strings as failed (the run goes on and says so; 3 such calls in a row stop it, saved); "
+            "a score that is NaN, inf or beyond 1e15 is a failure too."
         ),  # \\[ : a literal bracket for rich, which renders the help
+    ),
+    target_timeout: float = typer.Option(
+        60.0, "--target-timeout", min=0.001, max=86400.0,
+        help="Seconds one call of a --target function of yours may take (the pool is scored 100 strings a call, each round's proposals in one call).",
     ),
     pool: Path | None = typer.Option(
         None, "--pool", "--data", help="Strings to start from (.smi/.txt/.csv/.tsv, optionally .gz); default: the run's train.smi.gz (its validation.smi for a model shipped without it)."
@@ -38,7 +54,10 @@ def optimize(
     column: str | None = typer.Option(None, "--column", help="Column of a .csv/.tsv pool (default: smiles)."),
     pool_size: int = typer.Option(2000, "--pool-size", help="Subsample the pool to this many strings (with --seed)."),
     out: Path = typer.Option(Path("optimize-out"), "--out", "-o", help="Output directory."),
-    iterations: int = typer.Option(5, "--iterations", "-n", help="Rounds of fit -> propose -> decode -> score."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", "-n", min=1,
+        help="Rounds of fit -> propose -> decode -> score (default 5; with --budget: until the budget is spent).",
+    ),
     batch_size: int = typer.Option(50, "--batch-size", "-q", help="Proposals per round (q of qLogEI)."),
     decodings: int = typer.Option(
         100, "--decodings", help="Sampled decodings per proposal besides the greedy one (the published protocol: 500)."
@@ -55,31 +74,69 @@ def optimize(
     device: str = typer.Option("cpu", "--device", help="Where the autoencoder runs (cpu, cuda, auto); the GP runs on the CPU."),
     threads: int = typer.Option(1, "--threads", help="Torch threads for the GP (1 is fastest for these matrix sizes on a busy CPU)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
+    from_file: Path | None = typer.Option(
+        None, "--from",
+        help="Lead optimisation: improve each molecule of this file (.smi/.txt/.csv/.tsv) in its latent neighbourhood, "
+        "keeping Tanimoto similarity (Morgan radius 2, unhashed counts) >= --min-similarity; a row per molecule in "
+        "leads.csv, unencodable ones reported and counted as failures. Uses --budget, --batch-size, --beam-width.",
+    ),
+    min_similarity: float = typer.Option(0.4, "--min-similarity", min=0.0, max=1.0, help="With --from: the similarity threshold delta."),
+    budget: int | None = typer.Option(
+        None, "--budget", min=1,
+        help="Oracle calls: the run stops when this many distinct strings have been scored, the starting pool's included "
+        "(a repeat and an invalid proposal are free, as in PMO); the calls used are in summary.json. With --from: "
+        "distinct molecules scored per starting molecule (default 100).",
+    ),
 ) -> None:
     """Search the latent space for strings that maximise (or, for expression, minimise) a target."""
-    import molks
+    if from_file is not None:
+        from molks.cli.lead import run_leads
+
+        run_leads(model=model, target=target, from_file=from_file, column=column, min_similarity=min_similarity,
+                  budget=budget or 100, batch_size=batch_size, beam_width=beam_width, out=out, seed=seed,
+                  resume=resume, device=device, threads=threads, quiet=quiet)  # fmt: skip
+        return
     from molks.optimize.acquisition import AcquisitionConfig
-    from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, default_pool_file, file_sha256, read_pool
-    from molks.optimize.loop import optimize as run_loop
+    from molks.optimize.guard import open_target
+    from molks.optimize.loop import OptimizeConfig, OptimizeError
     from molks.optimize.surrogate import SurrogateConfig
-    from molks.optimize.targets import get_target
 
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = OptimizeConfig(
-        iterations=iterations,
+        iterations=iterations if iterations is not None else 5 if budget is None else UNTIL_BUDGET,
+        budget=budget,
         decodings=decodings,
         beam_width=beam_width,
         pool_size=pool_size,
         seed=seed,
         heldout=heldout,
         threads=threads,
+        target_timeout=target_timeout,
         surrogate=SurrogateConfig(kind=surrogate),
         acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy),
     )
     if out.exists() and not out.is_dir():
         raise OptimizeError(f"--out {out}: exists and is not a directory")
-    scorer = get_target(target)
+    scorer = open_target(target, config.target_timeout)  # a function of yours: imported in its worker now
+    with scorer:
+        _run(scorer, model, device, out, pool, column, resume, quiet, config)
+
+
+def _run(
+    scorer: TargetRunner, model: str, device: str, out: Path, pool: Path | None, column: str | None, resume: bool,
+    quiet: bool, config: OptimizeConfig,
+) -> None:
+    """Load the model, read the pool, run the loop and print the best strings."""
+    import molks
+    from molks.optimize.loop import (
+        STATE_FILE,
+        default_pool_file,
+        file_sha256,
+        read_pool,
+    )
+    from molks.optimize.loop import optimize as run_loop
+
     latent = molks.load(model, device=device)
     texts: list[str] = []
     resuming = resume and (out / STATE_FILE).exists()

@@ -159,6 +159,13 @@ def _table_items(path: Path, text: str, delimiter: str, column: str | None) -> l
 
 
 def _column_index(path: Path, header: list[str], column: str | None, line: int) -> int:
+    for name in (column,) if column is not None else _DEFAULT_COLUMNS:
+        places = [i + 1 for i, cell in enumerate(header) if cell == name]
+        if len(places) > 1:  # taking the first would be a guess: the other may be the one meant
+            raise DatasetError(
+                path, f"the header names {len(places)} columns {name!r} (columns {', '.join(map(str, places))}); "
+                "rename all but one", line=line,
+            )  # fmt: skip
     if column is not None:
         if column in header:
             return header.index(column)

@@ -47,6 +47,7 @@ def load_dataset(
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    isolate: bool = False,
 ) -> ParsedDataset:
     """Read, check and parse every item of a dataset file (see :func:`molks.dataset.load_texts` for formats).
 
@@ -58,6 +59,10 @@ def load_dataset(
     ``strict=True`` raises a :class:`DatasetError` naming the first one's line instead.
 
     ``processes``: worker processes (default: every core; small files are done in this process).
+    ``isolate``: RDKit reads the items in worker processes even for ``processes=1`` or a small file,
+    so that a crash in it on a hostile SMILES is an error naming the line instead of the end of this
+    process (the commands do so; a script that sets it must guard its entry point with
+    ``if __name__ == "__main__":``, as workers start with ``forkserver``).
     Workers are started with ``forkserver``, so a script calling this must guard its entry point
     with ``if __name__ == "__main__":``, as for any multiprocessing code. The result is cached in
     ``cache_dir`` (default ``$MOLKS_CACHE_DIR`` or ``~/.cache/molks``), keyed by the file's
@@ -111,6 +116,7 @@ def load_dataset(
         progress=progress,
         stop_on_failure=strict,
         description=path.name,
+        isolate=isolate and molecules,
     )
     if strict and failures:
         raise DatasetError(path, failures[0].reason, line=failures[0].line)
@@ -162,12 +168,14 @@ def parse_items(
     stop_on_failure: bool = False,
     chunksize: int | None = None,
     description: str = "parsing",
+    isolate: bool = False,
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[Failure]]:
     """Check (RDKit, when ``molecules``) and parse ``(line, text)`` items.
 
     Returns ``(texts, ids, lengths, line_numbers, failures)`` with ``ids`` flat as in
     :class:`ParsedDataset`. With ``stop_on_failure`` it returns as soon as a chunk holds a
-    failure (the first failure in line order is then ``failures[0]``).
+    failure (the first failure in line order is then ``failures[0]``). ``isolate``: work in worker
+    processes even for one process or a few items (see :func:`load_dataset`).
     """
     processes = processes or os.cpu_count() or 1
     if chunksize is None:
@@ -176,7 +184,8 @@ def parse_items(
     settings = (grammar, molecules, canonicalize, max_length)
     results: list[_Chunk] = []
     # closing(): stopping early must shut the worker pool down now, not whenever the generator is collected.
-    running = closing(_run_chunks(chunks, settings, processes, inline=len(items) < _INLINE_BELOW, description=description))
+    running = closing(_run_chunks(chunks, settings, processes, inline=len(items) < _INLINE_BELOW, isolate=isolate,
+                                  description=description))
     bar = progress_bar(len(items), description, progress, unit=" items", unit_scale=True)
     with bar, running as chunk_results:
         for chunk in chunk_results:
@@ -198,9 +207,10 @@ _Settings = tuple[Grammar, bool, bool, "int | None"]
 
 
 def _run_chunks(
-    chunks: list[Sequence[tuple[int, str]]], settings: _Settings, processes: int, *, inline: bool, description: str
+    chunks: list[Sequence[tuple[int, str]]], settings: _Settings, processes: int, *, inline: bool, description: str,
+    isolate: bool = False,
 ) -> Iterator[_Chunk]:
-    if inline or processes == 1 or len(chunks) <= 1:
+    if not isolate and (inline or processes == 1 or len(chunks) <= 1):
         from molks.dataset.molecules import quiet_rdkit
 
         with quiet_rdkit():

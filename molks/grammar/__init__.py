@@ -7,7 +7,8 @@
 """
 
 from molks.grammar.cfg import BUNDLED_GRAMMARS, Grammar
-from molks.grammar.errors import AmbiguityError, DerivationError, GrammarError, ParseError, TokenizeError
+from molks.grammar.errors import AmbiguityError, DerivationError, GrammarError, NotTextError, ParseError, TokenizeError
+from molks.grammar.padding import pad_sequences
 from molks.grammar.tokenize import smiles_tokenize
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "DerivationError",
     "Grammar",
     "GrammarError",
+    "NotTextError",
     "ParseError",
     "TokenizeError",
+    "pad_sequences",
     "smiles_tokenize",
 ]

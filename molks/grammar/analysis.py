@@ -157,3 +157,50 @@ def shortest_derivation_lengths(n_nonterminals: int, productions: Sequence[Produ
                 best[lhs] = cost
                 changed = True
     return best
+
+
+def cyclic_nonterminals(n_nonterminals: int, productions: Sequence[Production]) -> list[list[int]]:
+    """Cycles of derivations ``A =>+ A`` (unit productions such as ``S -> S``, or productions whose
+    other symbols all derive the empty string): each is a list of nonterminals ``[A, B, ..., A]``,
+    one cycle per nonterminal that lies on one, found in index order.
+
+    A grammar with such a cycle through a useful nonterminal is ambiguous: any sentence derived
+    through ``A`` has infinitely many parses (go round the cycle any number of times).
+    """
+    nullable = nullable_set(n_nonterminals, productions)
+    edges: dict[int, set[int]] = {}
+    for lhs, rhs in productions:
+        for i, s in enumerate(rhs):
+            others = rhs[:i] + rhs[i + 1 :]
+            if s < n_nonterminals and all(o < n_nonterminals and o in nullable for o in others):
+                edges.setdefault(lhs, set()).add(s)
+    cycles: list[list[int]] = []
+    on_a_cycle: set[int] = set()
+    for start in range(n_nonterminals):
+        if start in on_a_cycle:
+            continue
+        path = _path_back(start, edges)
+        if path is not None:
+            cycles.append(path)
+            on_a_cycle.update(path)
+    return cycles
+
+
+def _path_back(start: int, edges: dict[int, set[int]]) -> list[int] | None:
+    """The shortest path ``start -> ... -> start`` along ``edges`` (breadth first), or None."""
+    previous: dict[int, int] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for a in frontier:
+            for b in sorted(edges.get(a, ())):
+                if b == start:
+                    path = [a]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start, *reversed(path[:-1]), start] if len(path) > 1 else [start, start]
+                if b not in previous:
+                    previous[b] = a
+                    following.append(b)
+        frontier = following
+    return None

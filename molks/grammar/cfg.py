@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import nltk
 
 from molks.grammar.analysis import Production, ll1_table, shortest_derivation_lengths
-from molks.grammar.errors import AmbiguityError, DerivationError, GrammarError, ParseError, TokenizeError
+from molks.grammar.errors import AmbiguityError, DerivationError, GrammarError, NotTextError, ParseError, TokenizeError
 from molks.grammar.general import GeneralParser
 from molks.grammar.ll1 import LL1Parser
 from molks.grammar.tokenize import TerminalTokenizer, smiles_tokenize
@@ -189,8 +189,11 @@ class Grammar:
     def parse(self, text: str) -> list[int]:
         """Production indices of the leftmost derivation of ``text`` (no padding).
 
-        Raises :class:`TokenizeError` or :class:`ParseError` with ``position`` the character offset.
+        Raises :class:`TokenizeError` or :class:`ParseError` with ``position`` the character offset,
+        :class:`NotTextError` for an item that is not a string.
         """
+        if not isinstance(text, str):
+            raise not_text(text)
         tokens = self._tokenize(text)
         try:
             return self._parser.parse(tokens)
@@ -324,6 +327,12 @@ def worker_crash_error(grammar: Grammar, unfinished: Sequence[Sequence[str]], of
     shown = text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
     position = offset + sum(len(c) for c in unfinished[:chunk]) + index
     return GrammarError(f"item {position}: {shown!r} killed a worker process while it was parsed")
+
+
+def not_text(item: object) -> NotTextError:
+    """The error of an item that is not a string (said briefly: it may be anything)."""
+    shown = repr(item)
+    return NotTextError(f"not a string but {type(item).__name__} {shown if len(shown) <= 40 else shown[:40] + '...'}")
 
 
 def _parse_chunk_with(grammar: Grammar, texts: Sequence[str]) -> list[list[int] | GrammarError]:

@@ -24,7 +24,14 @@ import nltk
 from molks.dataset.errors import DatasetError
 from molks.dataset.io import TABLE_DELIMITERS, load_texts
 from molks.errors import MissingFileError
-from molks.grammar.analysis import END, Production, ll1_table, unproductive_nonterminals, unreachable_nonterminals
+from molks.grammar.analysis import (
+    END,
+    Production,
+    cyclic_nonterminals,
+    ll1_table,
+    unproductive_nonterminals,
+    unreachable_nonterminals,
+)
 from molks.grammar.cfg import Grammar, worker_crash_error
 from molks.grammar.errors import AmbiguityError, GrammarError
 from molks.grammar.general import chart_parser
@@ -76,6 +83,7 @@ class GrammarReport:
     ll1_conflicts: list[Conflict] = field(default_factory=list)  # grouped by productions; the first few
     longest: LineNote | None = None  # the item with the longest derivation
     longest_length: int = 0  # its number of productions
+    cycles: list[str] = field(default_factory=list)  # derivations A =>+ A ("S -> S"): infinitely many parses
 
     @property
     def n_failed(self) -> int:
@@ -163,11 +171,21 @@ def check_grammar(
         longest_length = int(lengths[i])
         longest = LineNote(line_numbers[i], lines[i], f"{longest_length} productions")
 
-    if grammar.parser_kind in ("ll1", "lalr"):
-        name = "LL(1)" if grammar.parser_kind == "ll1" else "LALR(1)"
-        method = f"none by construction: the grammar is {name}, so every sentence has exactly one parse"
+    n_nonterminals = len(grammar.nonterminals)
+    encoded = _encoded_productions(grammar)
+    useless = unreachable_nonterminals(n_nonterminals, encoded) | unproductive_nonterminals(n_nonterminals, encoded)
+    cycles = [" -> ".join(grammar.nonterminals[a] for a in cycle)
+              for cycle in cyclic_nonterminals(n_nonterminals, encoded) if cycle[0] not in useless]  # fmt: skip
+    if cycles:  # a parser generator may accept these (lark does): the construction promises nothing
+        method = (f"ambiguous: {'; '.join(cycles)} is a cycle of derivations, so every sentence derived "
+                  "through it has infinitely many parses")  # fmt: skip
         checked: list[int] = []
         ambiguous: list[LineNote] = []
+    elif grammar.parser_kind in ("ll1", "lalr"):
+        name = "LL(1)" if grammar.parser_kind == "ll1" else "LALR(1)"
+        method = f"none by construction: the grammar is {name}, so every sentence has exactly one parse"
+        checked = []
+        ambiguous = []
     else:
         method = f"nltk ChartParser, up to 2 trees, on {min(sample, len(parsed))} parsed items (seed {seed})"
         checked = sorted(random.Random(seed).sample(parsed, min(sample, len(parsed))))
@@ -181,8 +199,6 @@ def check_grammar(
         ambiguous += [LineNote(line_numbers[i], lines[i], _TOO_AMBIGUOUS_NOTE) for i in too_ambiguous]
     parsed += too_ambiguous  # they are sentences of the language: covered, just not one derivation
 
-    n_nonterminals = len(grammar.nonterminals)
-    encoded = _encoded_productions(grammar)
     table = ll1_table(n_nonterminals, encoded)
     symbols = grammar.nonterminals + grammar.terminals
     grouped: dict[tuple[int, tuple[int, ...]], list[str]] = {}
@@ -211,6 +227,7 @@ def check_grammar(
         ll1_conflicts=conflicts,
         longest=longest,
         longest_length=longest_length,
+        cycles=cycles,
     )
 
 

@@ -18,6 +18,11 @@ class GrammarError(MolksError, ValueError):
         self.position = position
 
 
+class NotTextError(GrammarError, TypeError):
+    """An item given to be parsed or encoded is not a string (None, a number): a failure of that
+    item, reported as any other (a TypeError too, as Python reports a wrong type)."""
+
+
 class TokenizeError(GrammarError):
     """A piece of text is not a token of the grammar."""
 

@@ -113,6 +113,11 @@ class LL1Parser:
         options = sorted(
             "end of input" if t == END else repr(self._symbol_names[t]) for t in self._table[top]
         )
+        if not options:  # no token can begin it: the grammar is at fault, not the sentence
+            return (
+                f"{self._symbol_names[top]}, but {self._symbol_names[top]} derives no string of terminals "
+                "(an unproductive nonterminal: no derivation from it ever ends); fix the grammar"
+            )
         if len(options) > 12:
             options = options[:12] + ["..."]
         return f"{self._symbol_names[top]} (one of {', '.join(options)})"

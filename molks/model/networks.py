@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from molks.checks import MAX_LATENT_DIM, MAX_LAYER_SIZE, MAX_LAYERS, MAX_SEQUENCE_LENGTH, is_int
 from molks.errors import MolksError
 from molks.model.masked import GrammarTensors, Stepper, beam_search_steps, decode_steps
 
@@ -65,6 +66,19 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 KINDS = ("molecules", "expressions")
 DECODERS = ("repeat", "autoregressive")
 ENCODERS = ("conv", "gru", "transformer")
+
+# The largest value of each size of a network (molks.checks: far above any real model).
+_SIZE_BOUNDS = {
+    "n_outputs": MAX_LAYER_SIZE,
+    "max_length": MAX_SEQUENCE_LENGTH,
+    "latent_dim": MAX_LATENT_DIM,
+    "dense_size": MAX_LAYER_SIZE,
+    "decoder_dense_size": MAX_LAYER_SIZE,
+    "gru_layers": MAX_LAYERS,
+    "gru_hidden": MAX_LAYER_SIZE,
+    "encoder_size": MAX_LAYER_SIZE,
+    "encoder_layers": MAX_LAYERS,
+}
 
 
 @dataclass(frozen=True)
@@ -115,20 +129,12 @@ class NetworkConfig:
         self.validate()
 
     def validate(self) -> None:
-        positive = {
-            "n_outputs": self.n_outputs,
-            "max_length": self.max_length,
-            "latent_dim": self.latent_dim,
-            "dense_size": self.dense_size,
-            "decoder_dense_size": self.decoder_dense_size,
-            "gru_layers": self.gru_layers,
-            "gru_hidden": self.gru_hidden,
-            "encoder_size": self.encoder_size,
-            "encoder_layers": self.encoder_layers,
-        }
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise NetworkConfigError(f"{name} must be a positive integer, got {value!r}")
+        # Upper bounds too: a run's config.json is read before any weights, and a size edited to
+        # 10**9 would otherwise end in the allocator (molks.checks holds the bounds).
+        for name, maximum in _SIZE_BOUNDS.items():
+            value = getattr(self, name)
+            if not is_int(value) or not 1 <= value <= maximum:
+                raise NetworkConfigError(f"{name} must be an integer from 1 to {maximum:,}, got {value!r}")
         if self.n_outputs < 2:
             raise NetworkConfigError(f"n_outputs must be at least 2, got {self.n_outputs}")
         if len(self.conv_channels) != len(self.conv_kernels):
@@ -138,11 +144,9 @@ class NetworkConfig:
             )
         if not self.conv_channels:
             raise NetworkConfigError("the encoder needs at least one convolution")
-        if any(c < 1 for c in self.conv_channels) or any(k < 1 for k in self.conv_kernels):
-            raise NetworkConfigError(
-                f"convolution channels and kernel sizes must be positive, got "
-                f"{self.conv_channels} / {self.conv_kernels}"
-            )
+        for name in ("conv_channels", "conv_kernels"):
+            if not all(1 <= size <= MAX_LAYER_SIZE for size in getattr(self, name)):
+                raise NetworkConfigError(f"{name} must be integers from 1 to {MAX_LAYER_SIZE:,}, got {list(getattr(self, name))}")
         if self.activation not in ACTIVATIONS:
             raise NetworkConfigError(
                 f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}"

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from molks.checks import is_int, is_number
+from molks.checks import MAX_BATCH_SIZE, MAX_COMPONENTS, MAX_SEED, int_rule, is_int, is_number
 from molks.errors import MolksError
 from molks.model.prior import GaussianMixturePrior, PriorError
 
@@ -236,6 +236,7 @@ class ExPostGMM(nn.Module):
                 f"inconsistent ex-post GMM shapes: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "
                 f"scale_tril {tuple(scale_tril.shape)} (expected [K], [K, d], [K, d, d])"
             )
+        _check_mixture_values(weights, means, scale_tril)
         self.register_buffer("weights", weights.detach().clone())
         self.register_buffer("means", means.detach().clone())
         self.register_buffer("scale_tril", scale_tril.detach().clone())
@@ -283,6 +284,20 @@ class ExPostGMM(nn.Module):
         comp = torch.distributions.MultivariateNormal(self.means.to(z.dtype), scale_tril=self.scale_tril.to(z.dtype))
         mix = torch.distributions.Categorical(probs=self.weights.to(z.dtype))
         return torch.distributions.MixtureSameFamily(mix, comp).log_prob(z)
+
+
+def _check_mixture_values(weights: Tensor, means: Tensor, scale_tril: Tensor) -> None:
+    """Refuse values no fitted mixture has (a file damaged or edited), which would otherwise surface
+    much later as torch's "invalid multinomial distribution" or NaN samples."""
+    if not (torch.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        raise RegularizerError(f"weights must be finite and >= 0 with a positive sum, got {weights.tolist()}")
+    if not torch.isfinite(means).all():
+        raise RegularizerError("means must be finite (they hold NaN or infinite values)")
+    diagonal = torch.diagonal(scale_tril, dim1=-2, dim2=-1)
+    if not (torch.isfinite(scale_tril).all() and (scale_tril.triu(1) == 0).all() and (diagonal > 0).all()):
+        raise RegularizerError(
+            "scale_tril must be lower-triangular with a positive diagonal and finite (Cholesky factors of covariances)"
+        )
 
 
 def fit_ex_post_gmm(
@@ -720,11 +735,11 @@ def regularizer_options(name: str) -> dict[str, tuple[Any, str]]:
 # and the phrase for the error. Checked before anything is built, so that a typo in a training
 # option is reported before a run directory is written.
 _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n_components": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "n_components": int_rule(1, MAX_COMPONENTS),
     "sigma": (lambda v: is_number(v) and v > 0, "a finite number > 0"),
     "radius": (lambda v: v is None or (is_number(v) and v >= 0), "null or a finite number >= 0"),
-    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-    "n_weight_batches": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "seed": int_rule(0, MAX_SEED),
+    "n_weight_batches": int_rule(1, 100_000),  # estimated on every load: 10**9 would never load
     "latent_noise": (lambda v: is_number(v) and v >= 0, "a finite number >= 0 (and below sigma)"),
     "projections": (lambda v: is_int(v) and 0 <= v <= 4096, "an integer from 0 to 4096"),
     "beta": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
@@ -762,8 +777,8 @@ def make_regularizer(name: str, latent_dim: int, batch_size: int, **options: Any
     """
     cls = _lookup(name)
     check_regularizer_options(name, options)
-    if int(batch_size) < 2:
-        raise RegularizerError(f"batch_size must be >= 2, got {batch_size}")
+    if not (is_int(batch_size) and 2 <= batch_size <= MAX_BATCH_SIZE):  # the weights are estimated on batches of it
+        raise RegularizerError(f"batch_size must be an integer from 2 to {MAX_BATCH_SIZE:,}, got {batch_size!r}")
     if cls is GMMRegularizer:
         reg: LatentRegularizer = cls(latent_dim, batch_size, **options)
     else:

@@ -35,15 +35,24 @@ import numpy as np
 import torch
 
 from molks.api import LatentModel
+from molks.checks import MAX_BATCH_SIZE, check_beam_width, check_int, check_seed
 from molks.domain import MOLECULES, TEXT, Domain
 from molks.errors import MolksError, file_access
-from molks.files import file_sha256
+from molks.files import file_sha256, folder_lock, foreign_entries
 from molks.optimize.acquisition import (
     AcquisitionConfig,
     TrustRegion,
     bounding_box,
     propose,
 )
+from molks.optimize.guard import (
+    DEFAULT_TIMEOUT,
+    POOL_CALL_SIZE,
+    Scores,
+    TargetRunner,
+    open_target,
+)
+from molks.optimize.oracle import OracleLedger
 from molks.optimize.report import write_report
 from molks.optimize.state import STATE_FILE, STATE_VERSION, OptimizationState
 from molks.optimize.surrogate import (
@@ -52,19 +61,16 @@ from molks.optimize.surrogate import (
     fit_surrogate,
     heldout_metrics,
 )
-from molks.optimize.targets import (
-    Target,
-    Terms,
-    check_target,
-    get_target,
-    score_terms_many,
-)
+from molks.optimize.targets import Target, Terms
 from molks.progress import progress_bar, showing
 from molks.runs import RunDir
 
 __all__ = ["STATE_FILE", "OptimizeConfig", "OptimizeError", "default_pool_file", "file_sha256", "optimize", "read_pool"]
 
 logger = logging.getLogger("molks.optimize")
+
+STALL_ITERATIONS = 10
+"""With a budget: rounds in a row that score nothing new (every proposal invalid or seen) that end a run."""
 
 
 class OptimizeError(MolksError, ValueError):
@@ -90,6 +96,13 @@ class OptimizeConfig:
         fastest for these matrix sizes on a 2-core CPU, and 4-8x faster than two when other
         processes share the cores. Floating-point sums depend on it, so a resumed run equals an
         uninterrupted one bit for bit only with the same number of threads.
+    target_timeout: seconds one call of a user target may take before its worker process is killed
+        and the strings of that call are scored as failed (:mod:`molks.optimize.guard`).
+    budget: the most oracle calls (None: no cap), counted as PMO counts them
+        (:mod:`molks.optimize.oracle`): every distinct item scored, the starting pool's included; a
+        repeat and an invalid proposal are free. The run stops when the budget is spent (or after
+        ``iterations`` rounds, or after ``STALL_ITERATIONS`` rounds in a row that call nothing new).
+        Like ``iterations`` it may be raised on resume.
     """
 
     iterations: int = 5
@@ -101,6 +114,8 @@ class OptimizeConfig:
     heldout: bool = False
     processes: int | None = None
     threads: int | None = 1
+    target_timeout: float = DEFAULT_TIMEOUT
+    budget: int | None = None
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
 
@@ -112,8 +127,16 @@ class OptimizeConfig:
             raise OptimizeError(f"decodings must be >= 0, got {self.decodings}")
         if self.beam_width < 0:
             raise OptimizeError(f"beam_width must be >= 0 (0: sampled decodings), got {self.beam_width}")
+        if self.beam_width:  # the bounds of molks.checks, checked before the pool is read
+            check_beam_width(self.beam_width)
+        check_int(self.decodings, "decodings", 0, MAX_BATCH_SIZE)  # one batch of decodings per proposal
+        check_seed(self.seed)
         if self.threads is not None and self.threads < 1:
             raise OptimizeError(f"threads must be at least 1 (or None), got {self.threads}")
+        if self.budget is not None and self.budget < 1:
+            raise OptimizeError(f"budget must be at least 1 oracle call (or None), got {self.budget}")
+        if not 0 < self.target_timeout < float("inf"):
+            raise OptimizeError(f"target_timeout must be a positive number of seconds, got {self.target_timeout}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +144,7 @@ class OptimizeConfig:
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share (everything but the number of iterations and workers)."""
         d = self.to_dict()
-        del d["iterations"], d["processes"], d["threads"]
+        del d["iterations"], d["processes"], d["threads"], d["target_timeout"], d["budget"]
         if d["beam_width"] == 0:
             del d["beam_width"]  # as runs saved before the option existed: they still resume
         return d
@@ -147,10 +170,23 @@ def read_pool(path: str | os.PathLike[str], molecular: Domain | bool, column: st
     return [text for _, text in domain.read_items(path, column)]
 
 
-def _encoded(model: LatentModel, texts: list[str]) -> tuple[list[str], torch.Tensor, int]:
-    """(texts that encode, their codes [M, D] float64, number dropped)."""
+def _encoded(model: LatentModel, texts: list[str]) -> tuple[list[str], torch.Tensor, list[tuple[int, str]]]:
+    """(texts that encode, their codes [M, D] float64, (index, reason) of each dropped one)."""
     codes, kept, failures = model.encode(texts, errors="skip")
-    return [texts[i] for i in kept], codes.double(), len(failures)
+    return [texts[i] for i in kept], codes.double(), failures
+
+
+def _too_few(n_pool: int, dropped: list[tuple[int, str]], scores: Scores, kept: int) -> OptimizeError:
+    """The error for a pool with fewer than 3 usable strings, saying what happened to the others."""
+    parts = []
+    if dropped:
+        first = dropped[0][1]
+        parts.append(f"{len(dropped)} do not fit the model (they do not parse or exceed its length; the first: {first})")
+    unscored = scores.why_unscored()
+    if unscored:
+        parts.append(unscored)
+    why = "; ".join(parts) or "the pool is too small"
+    return OptimizeError(f"only {kept} of {n_pool} pool strings could be encoded and scored, need at least 3: {why}")
 
 
 # ---------------------------------------------------------------- the loop
@@ -160,7 +196,7 @@ def optimize(
     model: LatentModel,
     pool: Sequence[str],
     out_dir: str | os.PathLike[str],
-    target: Target | str = "logp",
+    target: Target | str | TargetRunner = "logp",
     config: OptimizeConfig = OptimizeConfig(),
     *,
     resume: bool = False,
@@ -176,31 +212,41 @@ def optimize(
     must match; ``config.iterations`` may be larger than before). Without it an existing run in
     ``out_dir`` is an error. ``pool_sha256``: the SHA-256 of the pool's file, recorded when the run
     starts and compared on ``resume`` (a resumed run keeps its pool, so another file is refused).
+
+    ``target``: a built-in name, ``"package.module:function"`` (run in a worker process, see
+    :mod:`molks.optimize.guard`), a :class:`Target`, or a runner from
+    :func:`~molks.optimize.guard.open_target` (left open for the caller to close).
     """
     before = torch.get_num_threads()
+    runner = target if isinstance(target, TargetRunner) else open_target(target, config.target_timeout)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _optimize(
-            model, pool, Path(out_dir), target, config, resume, (pool_source, pool_sha256), progress, log or logger.info
-        )
+        _check_out_folder(Path(out_dir))  # before the lock writes its file there
+        with folder_lock(out_dir, "optimise"):  # held for the whole run: a second process is refused
+            return _optimize(
+                model, pool, Path(out_dir), runner, config, resume, (pool_source, pool_sha256), progress, log or logger.info
+            )
     finally:
         torch.set_num_threads(before)
+        if runner is not target:
+            runner.close()
 
 
 def _optimize(
     model: LatentModel,
     pool: Sequence[str],
     out: Path,
-    target: Target | str,
+    runner: TargetRunner,
     config: OptimizeConfig,
     resume: bool,
     pool_file: tuple[str, str | None],
     progress: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    target = get_target(target) if isinstance(target, str) else target
+    target = runner.target
     pool_source, pool_sha256 = pool_file
+    _check_out_folder(out)  # again, under the lock
     state_path = out / STATE_FILE
     model_file = model.run_dir / "model.safetensors"
     identity = {
@@ -214,16 +260,15 @@ def _optimize(
             raise OptimizeError(f"{out} already holds an optimisation run; pass --resume to continue it or choose another --out")
         state = OptimizationState.load(state_path)
         if state.meta["identity"] != identity:
-            saved = state.meta["identity"]
-            diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
-            raise OptimizeError(f"--resume: {out} was started with different {', '.join(diff)}; use another --out")
+            diff = "; ".join(_differences(state.meta["identity"], identity))
+            raise OptimizeError(f"--resume: {out} was started with other settings: {diff}; use another --out")
         _check_same_pool(out, state.meta["pool"], pool_source, pool_sha256)
-        check_target(target, [r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])
+        runner.check([r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])
         state.meta.setdefault("domain", model.domain.name)  # a state saved before the domain was
         log(f"resuming {out} after iteration {state.meta['completed']}")
     else:
-        check_target(target, [pool] if isinstance(pool, str) else pool)  # a broken target: found before encoding
-        state = _start(model, pool, target, config, identity, pool_source, log)
+        runner.check([pool] if isinstance(pool, str) else pool)  # a broken target: found before encoding
+        state = _start(model, pool, runner, config, identity, pool_source, log)
         state.meta["pool"]["file_sha256"] = pool_sha256
         with file_access(out, "cannot create the output directory"):
             out.mkdir(parents=True, exist_ok=True)
@@ -231,18 +276,69 @@ def _optimize(
     state.meta["settings"] = {"target": target.name, **config.to_dict()}
     summary = _publish(out, state)
 
-    bar = _progress(config.iterations, state.meta["completed"], progress)
+    ledger = OracleLedger.from_rows(state.rows, model.domain.canonical, config.budget, state.meta.get("oracle_calls"))
+    state.meta["oracle_calls"] = ledger.calls
+    if config.budget is None:
+        bar = _progress(config.iterations, state.meta["completed"], progress)
+    else:
+        bar = _progress(config.budget, min(ledger.calls, config.budget), progress, unit="call")
     with contextlib.ExitStack() as stack:
         if bar is not None:
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
             stack.callback(bar.close)
-        while state.meta["completed"] < config.iterations:
-            _iterate(state, model, target, config, state.meta["completed"] + 1)
+        while state.meta["completed"] < config.iterations and not ledger.spent and not _stalled(state, config):
+            _iterate(state, model, runner, config, state.meta["completed"] + 1, ledger)
             summary = _publish(out, state)
             _report_iteration(state.meta["iterations"][-1], config, bar, log)
+            if runner.exhausted:  # saved first: --resume continues once the target is mended
+                last = state.meta["iterations"][-1]["target_failures"][-1]
+                raise runner.stopping_error(last, f"the run stopped after iteration {state.meta['completed']}, saved in {out}")
+    if ledger.spent:
+        log(f"budget spent: {ledger.calls} oracle calls of {config.budget} after iteration {state.meta['completed']}")
+    elif _stalled(state, config):
+        log(f"stopped after {STALL_ITERATIONS} iterations in a row without a new item to score "
+            f"({ledger.calls} oracle calls of {config.budget})")
     return summary
+
+
+def _stalled(state: OptimizationState, config: OptimizeConfig) -> bool:
+    """With a budget: whether the last ``STALL_ITERATIONS`` rounds all scored nothing new."""
+    last = state.meta["iterations"][-STALL_ITERATIONS:]
+    if config.budget is None or len(last) < STALL_ITERATIONS:
+        return False
+    return not any(it.get("oracle_calls", 1) for it in last)  # a round of an older state: unknown, so not stalled
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"NAME was SAVED, now NOW"`` for every setting that differs, nested ones by dotted name
+    (``config.acquisition.q was 50, now 20``), so that a refused --resume names the option."""
+    found = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            found.append(f"{prefix}{key} was {old!r}, now {new!r}")
+    return found
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse an output folder that holds files but no optimisation run: the run would write its
+    candidates.csv and summary.json over them."""
+    if os.path.lexists(out):
+        with file_access(out, "cannot use as the output directory"):
+            os.stat(out)  # a symbolic-link loop or a dangling link: one line
+        if not out.is_dir():
+            raise OptimizeError(f"--out {out}: exists and is not a directory")
+    foreign = [] if (out / STATE_FILE).exists() else foreign_entries(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OptimizeError(
+            f"{out} is not empty and holds no optimisation run ({shown}); a run writes candidates.csv and "
+            "summary.json there, so choose a new or empty --out"
+        )
 
 
 def _publish(out: Path, state: OptimizationState) -> dict[str, Any]:
@@ -266,19 +362,25 @@ def _report_iteration(last: dict[str, Any], config: OptimizeConfig, bar: Any, lo
     seconds = last["seconds"]
     best = _fmt(last["best_so_far"])
     if bar is not None:
-        bar.update(1)
+        bar.update(1 if config.budget is None else last["oracle_calls"])
         bar.set_postfix_str(f"best {best}, valid {last['valid']}/{last['proposals']}")
+    where = (f"{last['iteration']}/{config.iterations}" if config.budget is None
+             else f"{last['iteration']} (oracle calls {last['oracle_calls_total']}/{config.budget})")
     log(
-        f"iteration {last['iteration']}/{config.iterations}: valid {last['valid']}/{last['proposals']}, "
+        f"iteration {where}: valid {last['valid']}/{last['proposals']}, "
         f"best {best}, {seconds['total']:.1f} s (fit {seconds['fit']:.1f}, propose {seconds['propose']:.1f}, "
         f"decode {seconds['decode']:.1f}, score {seconds['score']:.1f})"
     )
+    if last.get("failed"):  # the target failed on some proposals: said, and the run goes on
+        calls = last.get("target_failures") or []
+        why = f"; {calls[-1]}" if calls else ""
+        log(f"iteration {last['iteration']}: {last['failed']} proposals scored as failed ({last.get('failure_kinds')}){why}")
 
 
 def _start(
     model: LatentModel,
     pool: Sequence[str],
-    target: Target,
+    runner: TargetRunner,
     config: OptimizeConfig,
     identity: dict[str, Any],
     pool_source: str,
@@ -286,22 +388,33 @@ def _start(
 ) -> OptimizationState:
     """Iteration 0: subsample, encode and score the pool."""
     started = time.perf_counter()
+    target = runner.target
     texts = [pool] if isinstance(pool, str) else list(pool)
     if not texts:
         raise OptimizeError("the starting pool is empty")
     if len(texts) > config.pool_size:
         pick = np.sort(np.random.default_rng(config.seed).choice(len(texts), config.pool_size, replace=False))
         texts = [texts[i] for i in pick]
+    n_pool = len(texts)
     texts, Z, dropped = _encoded(model, texts)
     if dropped:
-        log(f"{dropped} pool strings do not parse or exceed the model's length and were left out")
-    scored = score_terms_many(target, texts, config.processes)
+        log(f"{len(dropped)} pool strings do not parse or exceed the model's length and were left out")
+    calls = len({model.domain.canonical(t) or t for t in texts})  # every distinct pool item is a call
+    if config.budget is not None and calls > config.budget:
+        raise OptimizeError(
+            f"--budget {config.budget} is smaller than the starting pool: scoring its {calls} distinct strings "
+            "takes that many oracle calls (they count, as in PMO); lower --pool-size or raise --budget"
+        )
+    scores = runner.score(texts, config.processes, call_size=POOL_CALL_SIZE)
+    if runner.exhausted:  # nothing is written yet: the target is broken, not the pool
+        raise runner.stopping_error(scores.failed_calls[-1], "when scoring the starting pool")
+    scored = scores.terms
     values = _values(target, scored)
     keep = [i for i, v in enumerate(values) if scored[i] is not None and v is not None]
     if len(keep) < 3:
-        raise OptimizeError(f"only {len(keep)} pool strings could be encoded and scored; need at least 3")
+        raise _too_few(n_pool, dropped, scores, len(keep))
     if len(keep) < len(texts):
-        log(f"{len(texts) - len(keep)} pool strings score as invalid and were left out")
+        log(f"{len(texts) - len(keep)} pool strings have no usable score and were left out: {scores.why_unscored()}")
     X = Z[keep]
     Y = torch.tensor([values[i] for i in keep], dtype=torch.float64)
     rows = [_row(0, texts[i], scored[i]) for i in keep]
@@ -313,6 +426,7 @@ def _start(
         "molecular": model.domain.molecular,  # what states said before "domain"; kept for their readers
         "domain": model.domain.name,
         "completed": 0,
+        "oracle_calls": calls,
         "fill_value": fill,
         "pool": {"source": pool_source, "size": len(keep), "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()},
         "surrogate_kind": config.surrogate.kind,
@@ -334,8 +448,13 @@ def _start(
     return OptimizationState(X, Y, box, rows, meta)
 
 
-def _iterate(state: OptimizationState, model: LatentModel, target: Target, config: OptimizeConfig, iteration: int) -> None:
-    """One round: fit, propose, decode, score, append (state is updated in place)."""
+def _iterate(
+    state: OptimizationState, model: LatentModel, runner: TargetRunner, config: OptimizeConfig, iteration: int,
+    ledger: OracleLedger,
+) -> None:
+    """One round: fit, propose, decode, score, append (state is updated in place). Items scored
+    before take their earlier result (``ledger``); proposals over the budget are left out."""
+    target = runner.target
     seed = config.seed * 1_000_003 + iteration
     acq = config.acquisition
     t0 = time.perf_counter()
@@ -354,9 +473,13 @@ def _iterate(state: OptimizationState, model: LatentModel, target: Target, confi
         strings = model.decode_robust(proposal.X.float(), n_samples=config.decodings, seed=seed)
     t3 = time.perf_counter()
     valid = [s is not None and model.is_valid(s) for s in strings]
-    candidates = [s for s, ok in zip(strings, valid) if ok]
-    scored_valid = iter(score_terms_many(target, candidates, 1) if candidates else [])
-    scored = [next(scored_valid) if ok else None for ok in valid]
+    batch = ledger.plan(strings, valid)
+    scores = runner.score(batch.to_score, 1) if batch.to_score else Scores()
+    ledger.record(batch, scores.terms, scores.failures)
+    scored, failures = batch.results(len(strings), scores.terms, scores.failures)
+    kept = batch.kept(len(strings))  # all but the proposals over the budget: those were not evaluated
+    strings, scored, failures = [strings[i] for i in kept], [scored[i] for i in kept], [failures[i] for i in kept]
+    codes = proposal.X[kept].to(torch.float64)
     values = _values(target, scored)
     fill = state.meta["fill_value"]
     Y_new = torch.tensor([fill if v is None else v for v in values], dtype=torch.float64)
@@ -367,12 +490,13 @@ def _iterate(state: OptimizationState, model: LatentModel, target: Target, confi
     if acq.region == "trust-region":
         region.history.append(region.length)
         region.update(improved, acq)
-    state.X = torch.cat([state.X, proposal.X.to(torch.float64)])
+    state.X = torch.cat([state.X, codes])
     state.Y = torch.cat([state.Y, Y_new])
-    state.rows.extend(_row(iteration, s, r) for s, r in zip(strings, scored))
+    state.rows.extend(_row(iteration, s, r, f) for s, r, f in zip(strings, scored, failures))
     best = state.best(pool=False)
     state.meta["trust_region"] = region.to_dict()
     state.meta["completed"] = iteration
+    state.meta["oracle_calls"] = ledger.calls
     state.meta["iterations"].append({
         "iteration": iteration,
         "proposals": len(strings),
@@ -381,6 +505,13 @@ def _iterate(state: OptimizationState, model: LatentModel, target: Target, confi
         "best_so_far": None if best is None else best["score"],
         "acq_value": proposal.acq_value,
         "region_volume_fraction": float(((proposal.bounds[1] - proposal.bounds[0]) / (state.box[1] - state.box[0])).log().sum().exp()),
+        "failed": sum(f is not None for f in failures),
+        "failure_kinds": ", ".join(f"{n} {kind}" for kind, n in scores.kinds.items()),
+        "target_failures": scores.failed_calls,
+        "oracle_calls": len(batch.to_score),
+        "oracle_calls_total": ledger.calls,
+        "repeats": len(batch.cached) + len(batch.waiting) - len(batch.to_score),
+        "over_budget": len(batch.over_budget),
         "surrogate": {"kind": surrogate.kind, "n_points": surrogate.n_points, "n_fit": surrogate.n_fit},
         "seconds": {"fit": t1 - t0, "propose": t2 - t1, "decode": t3 - t2, "score": t4 - t3, "total": t4 - t0},
     })  # fmt: skip
@@ -391,17 +522,21 @@ def _values(target: Target, scored: Sequence[Terms | None]) -> list[float | None
     return target.objective([None if terms is None else terms["score"] for terms in scored])
 
 
-def _row(iteration: int, text: str | None, terms: Terms | None) -> dict[str, Any]:
-    """A row of the state: iteration, string, valid (whether it scored), then its score terms."""
-    return {"iteration": iteration, "string": text if text is not None else "", "valid": terms is not None, **(terms or {})}
+def _row(iteration: int, text: str | None, terms: Terms | None, failure: str | None = None) -> dict[str, Any]:
+    """A row of the state: iteration, string, valid (whether it scored), then its score terms; and
+    where the target failed on it, ``failure``: why."""
+    row = {"iteration": iteration, "string": text if text is not None else "", "valid": terms is not None, **(terms or {})}
+    if failure is not None:
+        row["failure"] = failure
+    return row
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _progress(total: int, done: int, enabled: bool | None) -> Any:
-    """The iterations' bar, or None where none shows (no terminal, disabled, nothing left to do)."""
+def _progress(total: int, done: int, enabled: bool | None, unit: str = "iter") -> Any:
+    """The bar of iterations (or oracle calls), or None where none shows (no terminal, disabled, nothing left to do)."""
     if done >= total or not showing(enabled):
         return None
-    return progress_bar(total, "optimize", enabled, initial=done, unit="iter")
+    return progress_bar(total, "optimize", enabled, initial=done, unit=unit)

@@ -6,7 +6,8 @@
 Files written (atomically) in the run's folder:
 
 - ``candidates.csv``     every evaluated code: iteration (0 = the starting pool), latent columns
-  z0.., string, valid, score, and the target's other score terms (``logp``: logp, sa, cycle)
+  z0.., string, valid, score, and the target's other score terms (``logp``: logp, sa, cycle);
+  where the target failed on some strings, a last column ``failure`` says why
 - ``summary.json``       top-k proposals, fraction valid, average valid score, seconds per
   iteration and phase, the settings, held-out GP metrics when computed
 - ``best_molecules.png`` the best proposals with their scores, drawn by the run's domain
@@ -75,6 +76,7 @@ def summary(state: OptimizationState) -> dict[str, Any]:
         "target": target,
         "maximize": maximize,
         "iterations_completed": state.meta["completed"],
+        "oracle_calls": state.meta.get("oracle_calls"),  # distinct items scored, the pool's included (PMO's count)
         "proposals": len(proposals),
         "valid_proposals": len(valid),
         "fraction_valid": len(valid) / len(proposals) if proposals else None,
@@ -98,13 +100,16 @@ def summary(state: OptimizationState) -> dict[str, Any]:
 def candidates_csv(state: OptimizationState) -> str:
     """candidates.csv: one line per evaluated code, in the order evaluated."""
     extra = state.term_names()
+    failures = any("failure" in row for row in state.rows)  # a last column, where the target failed on some
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["iteration", *(f"z{j}" for j in range(state.X.shape[1])), "string", "valid", "score", *extra])
+    writer.writerow(["iteration", *(f"z{j}" for j in range(state.X.shape[1])), "string", "valid", "score", *extra,
+                     *(["failure"] if failures else [])])  # fmt: skip
     for x, row in zip(state.X.tolist(), state.rows):
         writer.writerow([
             row["iteration"], *(f"{v:.8g}" for v in x), row["string"], int(row["valid"]),
             *("" if row.get(k) is None else repr(float(row[k])) for k in ("score", *extra)),
+            *([row.get("failure", "")] if failures else []),
         ])  # fmt: skip
     return buffer.getvalue()
 

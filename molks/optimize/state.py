@@ -46,7 +46,7 @@ class OptimizationState:
 
     @classmethod
     def load(cls, path: Path) -> OptimizationState:
-        tensors, meta, _ = load_checkpoint(path)
+        tensors, meta, _ = load_checkpoint(path, finite=False)  # a target may score invalid items -inf
         try:
             rows = meta.pop("rows")
             gp = {k[len("gp."):]: v for k, v in tensors.items() if k.startswith("gp.")}
@@ -78,4 +78,4 @@ class OptimizationState:
         return list(names)
 
 
-_ROW_FIELDS = ("iteration", "string", "valid", "score")
+_ROW_FIELDS = ("iteration", "string", "valid", "score", "failure")  # "failure": why the target failed on it

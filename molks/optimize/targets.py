@@ -17,6 +17,9 @@ Built-in targets (``get_target(spec)``):
 
 - ``"logp"``: normalised penalised logP of the GVAE protocol (maximise).
 - ``"qed"``: RDKit's quantitative estimate of drug-likeness (maximise).
+- the other 19 objectives of the PMO benchmark that need only RDKit, named as PMO names them
+  (``"celecoxib_rediscovery"``, ``"median1"``, ``"osimertinib_mpo"``, ``"deco_hop"``, ...; all in
+  [0, 1], maximise): :mod:`molks.optimize.pmo`.
 - ``"expression"``: symbolic regression of ``1/3 + x + sin(x*x)``; the score is
   the GVAE's ``log(1 + mean(min(squared error, 1000)))``, *lower is better*
   (``maximize=False``; :meth:`Target.objective` negates it).
@@ -31,7 +34,6 @@ Built-in targets (``get_target(spec)``):
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import math
 import os
@@ -44,12 +46,14 @@ from typing import TypedDict, TypeVar
 
 import numpy as np
 from nltk.grammar import Production
-from rdkit import Chem, RDConfig
+from rdkit import Chem
 from rdkit.Chem import QED, Crippen
 
+from molks.chemistry import sa_score
 from molks.dataset.molecules import read_smiles
 from molks.errors import MolksError
 from molks.grammar import Grammar, GrammarError
+from molks.optimize.pmo import PMO_OBJECTIVES, PmoScore
 from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
 
 __all__ = [
@@ -138,21 +142,6 @@ class PenalizedLogPTerms(TypedDict):
     score: float  # the normalised sum
 
 
-@cache
-def _sascorer() -> ModuleType:
-    """RDKit Contrib's SA_Score module (not importable as a package), loaded once per process."""
-    path = os.path.join(RDConfig.RDContribDir, "SA_Score", "sascorer.py")
-    spec = importlib.util.spec_from_file_location("molks_rdkit_sascorer", path)
-    if not os.path.isfile(path) or spec is None or spec.loader is None:
-        raise TargetError(f"this RDKit installation lacks its Contrib SA_Score module: {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # Its fragment table (RDKit's own fpscores.pkl.gz) is read lazily; read it now so that
-    # worker processes forked after the first score inherit it.
-    module.readFragmentScores()
-    return module
-
-
 def _largest_ring(mol: Chem.Mol) -> int:
     """Size of the largest ring in RDKit's smallest set of smallest rings (0 without rings).
 
@@ -173,7 +162,7 @@ def _largest_ring(mol: Chem.Mol) -> int:
 
 def _terms(mol: Chem.Mol) -> PenalizedLogPTerms:
     logp = Crippen.MolLogP(mol)
-    sa = _sascorer().calculateScore(mol)
+    sa = sa_score(mol)
     cycle = float(-max(0, _largest_ring(mol) - 6))
     score = (
         (logp - _LOGP_MEAN) / _LOGP_STD
@@ -373,7 +362,7 @@ class _CheckedScore:
                 raise TargetError(
                     f"target {self.spec!r} scored {text!r} as {value!r}, which is neither a number nor None"
                 ) from None
-            out.append(number if math.isfinite(number) else None)  # NaN/inf: treated as invalid
+            out.append(number)  # NaN, inf, 1e300: kept, for the optimiser to name (molks.optimize.guard)
         return out
 
 
@@ -384,6 +373,11 @@ BUILTIN_TARGETS: dict[str, Target] = {
         "expression", _expression_batch, maximize=False, invalid_score=math.log1p(EXPRESSION_WORST)
     ),
 }
+BUILTIN_TARGETS.update({  # the PMO objectives, named as PMO names them ("qed" is the one above: RDKit's QED)
+    name: Target(name, PmoScore(name), maximize=True, invalid_score=None)
+    for name in PMO_OBJECTIVES
+    if name not in BUILTIN_TARGETS
+})
 
 
 def get_target(spec: str) -> Target:

@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "checksum_record",
     "load_checkpoint",
     "save_checkpoint",
     "save_weights",
@@ -48,17 +49,20 @@ def save_checkpoint(
     _write_checkpoint(path, _checkpoint_bytes(path, model_state, meta, optimizer_state))
 
 
-def save_weights(path: Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """:func:`save_checkpoint` for a run's ``model.safetensors``, with its SHA-256 recorded beside it in
-    ``weights.sha256`` (``sha256sum`` format), which :func:`verify_weights` compares when the run is loaded.
+def save_weights(
+    path: Path, model_state: dict[str, torch.Tensor], meta: dict[str, Any], optimizer_state: dict[str, Any] | None = None
+) -> None:
+    """:func:`save_checkpoint` with the file's SHA-256 recorded beside it (``sha256sum`` format; see
+    :func:`checksum_record`: ``weights.sha256`` for a run's ``model.safetensors``), which
+    :func:`verify_weights` compares when the file is loaded.
 
-    A process killed at any point leaves a record that accepts the weights on disk: while the new
+    A process killed at any point leaves a record that accepts the file on disk: while the new
     file is being written, the record lists both the old file's hash and the new one.
     """
     path = Path(path)
-    data = _checkpoint_bytes(path, model_state, meta, None)
+    data = _checkpoint_bytes(path, model_state, meta, optimizer_state)
     new = hashlib.sha256(data).hexdigest()
-    record = path.with_name(WEIGHTS_RECORD)
+    record = checksum_record(path)
     old = file_sha256(path) if path.is_file() else None
     if old is not None and old != new:
         _write_record(record, path.name, [old, new])
@@ -67,11 +71,12 @@ def save_weights(path: Path, model_state: dict[str, torch.Tensor], meta: dict[st
 
 
 def verify_weights(path: Path) -> None:
-    """Refuse weights altered on disk since training: ``path``'s SHA-256 must be one that ``weights.sha256``
-    beside it records (see :func:`save_weights`). Runs without the record (written before it existed,
-    or shipped without it) are not checked. Raises :class:`CheckpointError` naming the file."""
+    """Refuse a file altered on disk since it was written: ``path``'s SHA-256 must be one that its
+    record (:func:`checksum_record`) holds (see :func:`save_weights`). Files without a record (written
+    before records existed, or shipped without one) are not checked. Raises :class:`CheckpointError`
+    naming the file."""
     path = Path(path)
-    record = path.with_name(WEIGHTS_RECORD)
+    record = checksum_record(path)
     if not record.is_file() or not path.is_file():
         return  # no record to compare with; a missing weights file is load_checkpoint's to report
     try:
@@ -96,6 +101,14 @@ def verify_weights(path: Path) -> None:
 
 WEIGHTS_RECORD = "weights.sha256"
 """The file beside a run's ``model.safetensors`` that records its SHA-256 (written by :func:`save_weights`)."""
+
+
+def checksum_record(path: Path) -> Path:
+    """Where :func:`save_weights` records the SHA-256 of ``path``: ``weights.sha256`` beside a run's
+    ``model.safetensors`` (the name runs have always had), ``NAME.sha256`` beside any other
+    ``NAME.safetensors`` (``checkpoints/last.sha256``, ``ex_post_gmm.sha256``)."""
+    path = Path(path)
+    return path.with_name(WEIGHTS_RECORD if path.name == "model.safetensors" else f"{path.stem}.sha256")
 
 
 def _checkpoint_bytes(
@@ -129,9 +142,12 @@ def _write_record(record: Path, name: str, digests: list[str]) -> None:
 
 
 def load_checkpoint(
-    path: Path, device: str | torch.device = "cpu"
+    path: Path, device: str | torch.device = "cpu", *, finite: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
-    """(model state, meta, optimiser state or None) from a file written by :func:`save_checkpoint`."""
+    """(model state, meta, optimiser state or None) from a file written by :func:`save_checkpoint`.
+
+    ``finite``: refuse a file whose floating-point tensors hold NaN or infinity (bytes damaged
+    on disk, or weights saved after training diverged), which would decode garbage silently."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -149,6 +165,13 @@ def load_checkpoint(
         meta = json.loads(raw_meta)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata ({err})") from None
+    if finite:
+        damaged = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if damaged:
+            raise CheckpointError(
+                f"{path}: holds NaN or infinite values (in {', '.join(damaged[:3])}{' ...' if len(damaged) > 3 else ''}): "
+                "damaged on disk, or saved after training diverged"
+            )
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer_state = None
     if "optimizer_param_groups" in meta:

@@ -16,16 +16,15 @@ dataclasses without paying for torch before it parses options.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from molks.checks import is_int, is_number
-from molks.errors import MolksError
+from molks.checks import MAX_BATCH_SIZE, MAX_LATENT_DIM, MAX_SEED, check_int, int_rule, is_int, is_number
+from molks.devices import check_device_name, resolve_device
+from molks.training.errors import TrainingError
 
 if TYPE_CHECKING:
     from molks.grammar import Grammar
@@ -37,7 +36,6 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "TrainingSpec",
-    "check_device_name",
     "default_run_dir",
     "train_from_file",
 ]
@@ -47,10 +45,6 @@ CHARACTERS = "characters"
 
 GMM_DEFAULTS: dict[str, Any] = {"n_components": 10, "sigma": 1.0}
 """The GMM prior the method trains with unless told otherwise (K = 10, as in the authors' configurations)."""
-
-
-class TrainingError(MolksError, ValueError):
-    """Training cannot start or continue (bad options, missing GPU, mismatched checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,7 @@ class TrainConfig:
 # Field -> (predicate, what it must be). batch_size >= 2: every batch loss needs two codes.
 _TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "epochs": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: is_int(v) and v >= 2, "an integer >= 2"),
+    "batch_size": int_rule(2, MAX_BATCH_SIZE),
     "learning_rate": (lambda v: is_number(v) and v > 0, "a finite number > 0"),
     "weight_decay": (lambda v: is_number(v) and v >= 0, "a finite number >= 0"),
     "val_fraction": (lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
@@ -93,22 +87,10 @@ _TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_patience": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "lr_factor": (lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)"),
     "clip_grad_norm": (lambda v: is_number(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
-    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "seed": int_rule(0, MAX_SEED),
     "amp": (lambda v: isinstance(v, bool), "true or false"),
     "checkpoint_minutes": (lambda v: is_number(v) and v >= 0, "a finite number >= 0 (0: after every batch)"),
 }
-
-# The devices molks runs on; torch accepts many more names (meta, xla, ...) that would fail later.
-_DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
-DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
-
-
-def check_device_name(name: object) -> str:
-    """``name`` if it spells a device molks knows (whether or not it is present); else a one-line error."""
-    if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):
-        raise TrainingError(f"--device {name!r}: not a device name; {DEVICE_HINT}")
-    return name
-
 
 @dataclass(frozen=True)
 class TrainingSpec:
@@ -141,6 +123,8 @@ class TrainingSpec:
         # Every option is checked before minutes of data loading and before anything is written.
         if not (is_number(self.lambda_rec) and self.lambda_rec >= 0):  # negative: training would maximise it
             raise TrainingError(f"must be a finite number >= 0, got {self.lambda_rec}", option="--lambda-rec")
+        if self.latent_dim is not None:  # the network checks it too, but only after the data is loaded
+            check_int(self.latent_dim, "latent_dim", 1, MAX_LATENT_DIM)
         check_regularizer_options(self.regularizer, self.options)
 
     @property
@@ -204,11 +188,14 @@ def train_from_file(
     from molks.domain import domain_for_grammar
     from molks.grammar import Grammar
     from molks.runs import RunDir
-    from molks.training.trainer import resolve_device, train
+    from molks.training.trainer import check_new_run_folder, train
 
     log = log or (lambda message: print(message, file=sys.stderr))
     resolve_device(spec.train.device)  # a missing GPU, before minutes of data loading
     path = resolve_data_file(data)
+    run = RunDir(out if out is not None else default_run_dir(path, spec.regularizer))
+    if not resume:  # a folder of the user's files: refused now, not after minutes of data loading
+        check_new_run_folder(run.path)
     grammar = Grammar.load("smiles" if spec.grammar == CHARACTERS else spec.grammar)
     # Fine-tuning keeps the network's sequence length: longer items are skipped as too long.
     max_length = RunDir.resolve(init_from).read_config()["model"]["network"]["max_length"] if init_from else None
@@ -224,34 +211,19 @@ def train_from_file(
         sequences = dataset.padded(max_length)
     kind = "molecules" if domain_for_grammar(grammar).molecular else "expressions"
     model_config = spec.model_config(grammar, sequences.shape[1], kind)
-    run = RunDir(out if out is not None else default_run_dir(path, spec.regularizer))
     data_info = {"path": str(path), "sha256": dataset.file_sha256, "n_items": len(texts), "grammar": spec.grammar}
     log(f"training {spec.regularizer} ({spec.preset}) on {len(texts)} items of {path}, "
         f"sequences of {sequences.shape[1]} steps -> {run.path}")  # fmt: skip
-    with _removed_if_start_fails(run):
-        train(run.path, sequences, texts, grammar, model_config, spec.train, resume=resume, data_info=data_info,
-              init_from=init_from, log=log, progress=progress)  # fmt: skip
+    train(run.path, sequences, texts, grammar, model_config, spec.train, resume=resume, data_info=data_info,
+          init_from=init_from, log=log, progress=progress)  # fmt: skip
     return run.path
 
 
 def _character_sequences(texts: list[str]) -> tuple[Grammar, Any]:
     """The character-level baseline: a token grammar over the data's characters, and the padded sequences."""
-    from molks.api import pad_sequences
+    from molks.grammar import pad_sequences
     from molks.model.characters import character_grammar
 
     grammar = character_grammar(texts)
     ids = grammar.parse_many(texts)  # the texts parsed once already: no failures
     return grammar, pad_sequences(ids, max(map(len, ids)), grammar.padding_index)
-
-
-@contextmanager
-def _removed_if_start_fails(run: Any) -> Iterator[None]:
-    """Remove a run folder this call created if training fails before its first checkpoint, so
-    that the corrected command is not refused with "already holds a run"."""
-    existed = run.path.exists()
-    try:
-        yield
-    except BaseException:  # bad input, a bug or Ctrl-C: either way no epoch was saved
-        if not existed and not run.started_training():
-            run.remove_start_files()
-        raise

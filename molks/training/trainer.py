@@ -32,41 +32,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from molks.devices import resolve_device
 from molks.domain import domain_for_grammar
 from molks.errors import file_access
-from molks.files import file_sha256
+from molks.files import file_sha256, folder_lock, foreign_entries
 from molks.grammar import Grammar
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.regularizers import fit_ex_post_gmm
 from molks.progress import Heartbeat, progress_bar, showing
 from molks.runs import RunDir
-from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights, verify_weights
-from molks.training.spec import DEVICE_HINT, TrainConfig, TrainingError, check_device_name
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_weights, verify_weights
+from molks.training.errors import TrainingError
 
-__all__ = ["TrainConfig", "TrainingError", "check_device_name", "resolve_device", "train"]
+if TYPE_CHECKING:
+    from molks.training.spec import TrainConfig
 
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; a misspelt name or a missing GPU is a one-line error.
-
-    The one device resolver of molks: every command's ``--device`` goes through it.
-    """
-    if check_device_name(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise TrainingError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; {DEVICE_HINT}")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError(f"--device {name}: MPS is not available here; use --device cpu or auto")
-    return device
+__all__ = ["TrainingError", "resolve_device", "train"]
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,11 +88,67 @@ def train(
     """Train a model on padded production sequences [N, L]; returns the run directory.
 
     ``texts`` are the N strings the sequences come from (for the split files). ``resume``
-    continues from ``checkpoints/last.safetensors``; without it an existing run is an error.
+    continues from ``checkpoints/last.safetensors``; without it an existing run is an error, and
+    so is a folder holding anything else (the user's files are never written over).
     ``init_from`` (a run directory or a shipped model's name) starts the encoder and decoder from
     that run's best weights (fine-tuning): same network and grammar, any regulariser options.
+
+    The run folder is locked for the whole call (:func:`molks.files.folder_lock`): a second
+    process training into it is refused. A start that fails before its first checkpoint removes
+    what it wrote, so that the corrected command is not refused with "already holds a run".
     """
+    args = (sequences, texts, grammar, model_config, train_config)
+    options = {"resume": resume, "data_info": data_info, "init_from": init_from, "log": log, "progress": progress}
     run = RunDir(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 holds the lock for every process
+        return _train(run, *args, **options)
+    if not resume:
+        check_new_run_folder(run.path)  # before the lock creates the folder (checked again under it)
+    existed = run.path.is_dir()
+    with folder_lock(run.path, "train"):
+        was_empty = not foreign_entries(run.path)  # under the lock: nothing else writes here now
+        try:
+            return _train(run, *args, **options)
+        except BaseException:  # bad input, a bug or Ctrl-C: a folder that was empty gets empty again
+            if was_empty and not resume and not run.started_training():
+                run.remove_start_files(keep_folder=existed)
+            raise
+
+
+def check_new_run_folder(run_dir: str | os.PathLike[str]) -> None:
+    """Refuse to start a new run in ``run_dir`` when it holds a run already, or anything else: a
+    :class:`TrainingError` naming the folder (and what is in it) before anything is written."""
+    run = RunDir(run_dir)
+    if os.path.lexists(run.path):
+        with file_access(run.path, "cannot use as the run directory"):
+            os.stat(run.path)  # a symbolic-link loop or a dangling link: one line, not a traceback
+    if run.exists():
+        raise TrainingError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
+    if os.path.lexists(run.path) and not run.path.is_dir():
+        raise TrainingError(f"{run.path}: exists and is not a directory; choose another --out")
+    foreign = foreign_entries(run.path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise TrainingError(
+            f"{run.path} is not empty and holds no molks run ({shown}); a run writes files such as metrics.csv "
+            "and validation.smi there, so choose a new or empty --out"
+        )
+
+
+def _train(
+    run: RunDir,
+    sequences: np.ndarray,
+    texts: Sequence[str],
+    grammar: Grammar,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    resume: bool,
+    data_info: dict[str, Any] | None,
+    init_from: str | os.PathLike[str] | None,
+    log: Callable[[str], None] | None,
+    progress: bool | None,
+) -> Path:
     log = log or (lambda message: print(message, file=sys.stderr))
     world, rank = _distributed_setup(train_config)
     device = resolve_device(train_config.device) if world == 1 else _distributed_device(train_config, rank)
@@ -131,8 +174,8 @@ def train(
     checkpoint_path = run.checkpoint
     if resume:
         _check_resumable(run, config_doc)
-    elif run.exists():
-        raise TrainingError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
+    else:
+        check_new_run_folder(run.path)
     if rank == 0 and resume:
         run.write_config(config_doc)  # what differs is only what may (epochs, device, patience, ...)
     if world > 1:
@@ -165,16 +208,23 @@ def train(
             raise TrainingError(f"--init-from {init_from}: its weights do not fit this model ({err})") from None
         log(f"starting from the weights of {initial[1]['run']} (epoch {initial[1]['epoch']})")
     if resume and checkpoint_path.exists():
-        model_state, meta, optim_state = load_checkpoint(checkpoint_path)
+        model_state, meta, optim_state = load_checkpoint(checkpoint_path)  # NaN or infinite values: refused
+        verify_weights(checkpoint_path)  # bytes changed since it was written: refused, not trained on
+        if optim_state is None or not isinstance(meta.get("scheduler"), dict) or not isinstance(meta.get("state"), dict):
+            raise CheckpointError(
+                f"{checkpoint_path}: not a training checkpoint (it holds no optimiser, scheduler or epoch state: "
+                "model weights only?); a run resumes only from the checkpoint molks train wrote there"
+            )
         try:
             model.load_state_dict(model_state)
-            if optim_state is not None:
-                optimizer.load_state_dict(optim_state)
-        except (RuntimeError, ValueError, KeyError) as err:
+            optimizer.load_state_dict(optim_state)
+            scheduler.load_state_dict(meta["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{checkpoint_path}: does not fit this model ({err})") from None
-        scheduler.load_state_dict(meta["scheduler"])
         state = meta["state"]
         log(f"resuming {run.path} after epoch {state['epoch']}")
+    elif resume:
+        log(f"resuming {run.path}: no epoch was saved yet, so training starts at epoch 1")
 
     data = torch.from_numpy(np.ascontiguousarray(sequences))  # kept compact (e.g. int16); batches become long
     train_data, val_data = data[torch.as_tensor(train_idx)], data[torch.as_tensor(val_idx)]
@@ -214,15 +264,21 @@ def train(
             terms = train_step(ddp_model, x, optimizer, train_config.clip_grad_norm, use_amp, gather)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
+            if not math.isfinite(sums["total"]):  # raised before any save: the last good checkpoint stays
+                bar.close()
+                raise _diverged(run, epoch, b + 1, n_batches, float(terms["total"].detach()))
             bar.update(train_config.batch_size)
             if shown:
                 bar.set_postfix_str(_running_terms(sums, b + 1), refresh=False)
             if heartbeat is not None and heartbeat.due():
                 log(_progress_line(epoch, b + 1, n_batches, time.perf_counter() - started, train_config.batch_size, sums))
             if rank == 0 and b + 1 < n_batches and (train_config.checkpoint_minutes == 0 or checkpoint_clock.due()):
+                if not _weights_finite(model):  # this step diverged; its loss shows only on the next batch
+                    bar.close()
+                    raise _diverged(run, epoch, b + 1, n_batches, math.nan, "")
                 reached = {"epoch": epoch, "batches": b + 1, "sums": sums, "seconds": time.perf_counter() - started,
                            "random": random_state(device)}  # fmt: skip
-                save_checkpoint(
+                save_weights(  # with its SHA-256 in checkpoints/last.sha256, checked on --resume
                     checkpoint_path,
                     model.state_dict(),
                     {"config": config_doc, "state": {**state, "partial": reached}, "scheduler": scheduler.state_dict()},
@@ -232,6 +288,8 @@ def train(
         metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
         metrics.update({f"val_{k}": v for k, v in _evaluate(model, val_data, train_config.batch_size, device, use_amp).items()})
         val_loss = metrics["val_total"]
+        if not math.isfinite(val_loss):  # finite training losses but weights that now give NaN: saved neither
+            raise _diverged(run, epoch, n_batches, n_batches, val_loss, "validation ")
         if world > 1:  # every process decides the same: the validation loss of rank 0
             value = torch.tensor([val_loss], device=device)
             dist.broadcast(value, 0)
@@ -249,7 +307,7 @@ def train(
         if rank == 0:
             if improved:
                 save_weights(run.weights, model.state_dict(), {"config": config_doc, "epoch": epoch})
-            save_checkpoint(
+            save_weights(
                 checkpoint_path,
                 model.state_dict(),
                 {"config": config_doc, "state": state, "scheduler": scheduler.state_dict()},
@@ -263,6 +321,22 @@ def train(
     if world > 1:
         dist.barrier()
     return run.path
+
+
+def _weights_finite(model: torch.nn.Module) -> bool:
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())  # one device sync
+
+
+def _diverged(run: RunDir, epoch: int, batch: int, n_batches: int, loss: float, which: str = "") -> TrainingError:
+    """The error that ends a diverging run: where it diverged, and what the run folder still holds."""
+    if run.checkpoint.is_file():
+        kept = f"the last good checkpoint ({run.checkpoint}) and best weights are kept"
+    else:
+        kept = "no epoch had been saved"
+    return TrainingError(
+        f"the {which}loss diverged ({loss}) at epoch {epoch}, batch {batch} of {n_batches}; {kept}; "
+        "try a smaller --learning-rate"
+    )
 
 
 def initial_weights(init_from: str | os.PathLike[str], model_config: ModelConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -381,6 +455,13 @@ def _fit_ex_post(run: RunDir, model: Autoencoder, train_data: torch.Tensor, devi
 def _check_resumable(run: RunDir, config_doc: dict[str, Any]) -> None:
     if not run.exists():
         raise TrainingError(f"--resume: {run.path} holds no run to resume (no config.json)")
+    trained = [name for name in (RunDir.WEIGHTS, RunDir.METRICS) if (run.path / name).is_file()]
+    if trained and not run.checkpoint.is_file():
+        # Starting over would silently overwrite the trained weights at the first epoch.
+        raise TrainingError(
+            f"--resume: {run.checkpoint} is missing, though the run has trained ({', '.join(trained)}), so it cannot "
+            "continue; restore the checkpoint, or train from the start into another --out"
+        )
     saved = run.read_config()
     if saved.get("grammar", {}).get("hash") != config_doc["grammar"]["hash"]:
         raise TrainingError(f"--resume: {run.path} was trained with a different grammar; use another --out")
