@@ -5,11 +5,11 @@ installed beside molks, which needs ``rdkit>=2024.3`` where PyTDC 1.1.15 pins ``
 ``numpy<2``): in a throwaway Python 3.11.7 environment with PyTDC 1.1.15 (installed ``--no-deps``),
 rdkit 2023.9.6, numpy 1.26.4, scipy 1.17.1 and the few packages ``tdc.Oracle`` imports::
 
-    python3.11 -m venv /tmp/tdcenv
-    /tmp/tdcenv/bin/pip install "rdkit==2023.9.6" "numpy<2" "pandas<3" scipy tqdm fuzzywuzzy \\
+    python3.11 -m venv tdcenv
+    tdcenv/bin/pip install "rdkit==2023.9.6" "numpy<2" "pandas<3" scipy tqdm fuzzywuzzy \\
         requests scikit-learn packaging huggingface_hub networkx
-    /tmp/tdcenv/bin/pip install --no-deps PyTDC==1.1.15
-    /tmp/tdcenv/bin/python tests/data/make_pmo_reference.py > tests/data/pmo_reference.csv
+    tdcenv/bin/pip install --no-deps PyTDC==1.1.15
+    tdcenv/bin/python tests/data/make_pmo_reference.py > tests/data/pmo_reference.csv
 
 ``make_pmo_reference.py`` scores the first 250 molecules of ``data/moses_sample.smi`` and 33 chosen
 ones (every objective's own reference molecules, SMARTS hits for the hops and valsartan, exact

@@ -4,11 +4,11 @@ Not run by the tests (it needs PyTDC, which cannot be installed beside molks: Py
 ``rdkit<2024.3.1`` and ``numpy<2``, molks needs ``rdkit>=2024.3``). It was run once, in a throwaway
 environment, as follows (Python 3.11.7)::
 
-    python3.11 -m venv /tmp/tdcenv
-    /tmp/tdcenv/bin/pip install "rdkit==2023.9.6" "numpy<2" "pandas<3" scipy tqdm fuzzywuzzy \\
+    python3.11 -m venv tdcenv
+    tdcenv/bin/pip install "rdkit==2023.9.6" "numpy<2" "pandas<3" scipy tqdm fuzzywuzzy \\
         requests scikit-learn packaging huggingface_hub networkx
-    /tmp/tdcenv/bin/pip install --no-deps PyTDC==1.1.15
-    /tmp/tdcenv/bin/python tests/data/make_pmo_reference.py > tests/data/pmo_reference.csv
+    tdcenv/bin/pip install --no-deps PyTDC==1.1.15
+    tdcenv/bin/python tests/data/make_pmo_reference.py > tests/data/pmo_reference.csv
 
 (``--no-deps`` because PyTDC's other requirements -- transformers, tiledbsoma, cellxgene-census,
 ... -- are not used by its oracles; the packages listed are the ones ``tdc.Oracle`` imports.)
@@ -30,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The same list as molks.optimize.pmo.PMO_OBJECTIVES, written out: this script runs in an
+# environment with PyTDC's old RDKit, where molks itself cannot be installed or imported.
 OBJECTIVES = [
     "albuterol_similarity",
     "amlodipine_mpo",
