@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fid_table import interpolation_midpoints  # noqa: E402
+from fid_table import fcd_and_validity, interpolation_midpoints  # noqa: E402
 from metrics_speed import MOSES, load, machine  # noqa: E402
 from train_eval import read_subset  # noqa: E402
 
@@ -57,15 +57,6 @@ def canonical_all(texts: Sequence[str | None]) -> list[str | None]:
     from molks.evaluation import canonical_smiles
 
     return [canonical_smiles(t) for t in texts]
-
-
-def fcd_to(valid: list[str], reference_stats: tuple[np.ndarray, np.ndarray]) -> float | None:
-    """FCD of valid canonical SMILES to precomputed ChemNet statistics (None below two molecules)."""
-    from molks.metrics import chemnet_activations, chemnet_statistics, frechet_distance
-
-    if len(valid) < 2:
-        return None
-    return frechet_distance(chemnet_statistics(chemnet_activations(valid)), reference_stats)
 
 
 def nearest_distance(codes: torch.Tensor, reference: torch.Tensor, exclude_self: bool = False) -> float:
@@ -122,7 +113,7 @@ def diagnose(run: str, held_out: list[str], reference: list[str], reference_stat
             "valid": len(valid) / len(decoded),
             "same_molecule": sum(a == b for a, b in zip(decoded, inputs)) / n if paired else None,
             "unique": len(set(valid)) / len(valid) if valid else None,
-            "fcd": fcd_to(valid, reference_stats),
+            "fcd": fcd_and_validity(valid, reference_stats)[0],
             "nearest_reference_code": nearest_distance(z, reference_codes),
         }
     return {
@@ -213,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference = subset_or_file(args.reference, args.moses, args.n_reference, 2, Path(folder))[: args.n_reference]
     reference = [s for s in canonical_all(reference) if s is not None]
     reference_stats = chemnet_statistics(chemnet_activations(reference))
-    floor = fcd_to([s for s in canonical_all(held_out) if s is not None], reference_stats)
+    floor = fcd_and_validity(held_out, reference_stats)[0]
     results = []
     for run in args.runs:
         result = diagnose(run, held_out, reference, reference_stats, args.noise, args.seed, args.checkpoint)
