@@ -123,7 +123,7 @@ def aggregate(summaries: list[dict[str, Any]], maximize: bool = True) -> dict[st
 
 
 def print_table(agg: dict[str, Any], published: dict[str, Any], label: str) -> None:
-    print(f"\n| method | top-1 | top-2 | top-3 | per-run best | fraction valid | average valid score |")
+    print("\n| method | top-1 | top-2 | top-3 | per-run best | fraction valid | average valid score |")
     print("|---|---|---|---|---|---|---|")
     for name, (top3, valid, avg) in published.items():
         cells = [("-" if v is None else f"{v:.2f}") for v in top3]

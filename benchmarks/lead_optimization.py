@@ -3,6 +3,7 @@
     python benchmarks/lead_optimization.py measure [--model moses] [--n 800]
     python benchmarks/lead_optimization.py optimize [--model moses] [--n 50] [--delta 0.4] [--budget 60]
                                                     [--out runs/lead-bench] [--resume]
+    python benchmarks/lead_optimization.py training-data --out zinc-moses.smi [--moses 30000]
 
 Reads data that is NOT bundled with molks: ``../shared/data/zinc/opt.test.logP-SA`` relative to the
 repository root (``--data FILE`` elsewhere): the 800 ZINC-250k test molecules with the lowest
@@ -24,6 +25,12 @@ similarity of Morgan fingerprints of radius 2 (``--fingerprint``: unhashed count
 when a decoded molecule other than itself has similarity >= delta and a higher score; its
 improvement is the best such score minus its own, 0 for a failure; mean +- sd over all molecules
 (failures as 0) and over the successes only are both printed.
+
+``training-data``: the data of a model that can represent the 800 (charges, stereochemistry): the
+29,445 ZINC-250k molecules of ``../shared/data/zinc/valid.txt`` and ``test.txt`` less the 800
+(compared as canonical isomeric SMILES), and ``--moses N`` molecules of MOSES's training split
+(``../shared/data/moses/train.csv.gz``, seeded) beside them, shuffled; for
+``molks train FILE --init-from moses``.
 """
 
 from __future__ import annotations
@@ -157,7 +164,7 @@ def run_optimize(args: argparse.Namespace) -> None:
         smiles = [stereo_free(s) for s in smiles]
     config = LeadConfig(
         min_similarity=args.delta, budget=args.budget, batch_size=args.batch_size, beam_width=args.beam_width,
-        method=args.method, fingerprint=args.fingerprint, seed=args.seed,
+        method=args.method, fingerprint=args.fingerprint, seed=args.seed, radius=args.radius,
     )  # fmt: skip
     model = molks.load(args.model)
     started = time.perf_counter()
@@ -175,16 +182,76 @@ def run_optimize(args: argparse.Namespace) -> None:
     for name, rows, protocol in PUBLISHED:
         print(f"| {name} | {args.delta} | {rows.get(args.delta, '-')} | | | {protocol} (800 molecules) |")
     print(f"\nencoded {summary['encoded']} of {summary['molecules']}; {seconds:.0f} s in this call; results in {args.out}")
+    if args.deltas:
+        print_delta_table(args.out, args.deltas, f"molks ({args.model}, {args.method}, n={summary['molecules']})")
+
+
+def results_at(out: Path, delta: float) -> dict[str, float]:
+    """Mean +- sd improvement (failures as 0), over successes, and success rate at threshold ``delta``,
+    from a run's ``leads.csv`` and ``candidates.csv``: the random search's candidates do not depend
+    on the threshold, so one run at the lowest delta answers every higher one exactly as a run at
+    that delta would (same seed, same codes, same molecules scored)."""
+    import csv
+
+    import numpy as np
+
+    leads = list(csv.DictReader((out / "leads.csv").open()))
+    best = [0.0] * len(leads)
+    for c in csv.DictReader((out / "candidates.csv").open()):
+        i = int(c["start_index"])
+        start = leads[i]
+        if not c["score"] or not c["similarity"] or c["smiles"] == start["start"] or not start["start_score"]:
+            continue
+        gain = float(c["score"]) - float(start["start_score"])
+        if float(c["similarity"]) >= delta and gain > best[i]:
+            best[i] = gain
+    gains = np.array(best)
+    wins = gains[gains > 0]
+    return {"mean": gains.mean(), "sd": gains.std(), "success_mean": wins.mean() if len(wins) else float("nan"),
+            "success_sd": wins.std() if len(wins) else float("nan"), "success": len(wins) / len(gains)}  # fmt: skip
+
+
+def print_delta_table(out: Path, deltas: Sequence[float], label: str) -> None:
+    print("\n| method | delta | mean improvement +- sd (failures as 0) | over successes | success |")
+    print("|---|---|---|---|---|")
+    for delta in deltas:
+        r = results_at(out, delta)
+        print(f"| {label} | {delta} | {r['mean']:.2f} +- {r['sd']:.2f} | {r['success_mean']:.2f} +- {r['success_sd']:.2f} "
+              f"| {r['success']:.1%} |")  # fmt: skip
+
+
+def run_training_data(args: argparse.Namespace) -> None:
+    import random
+
+    from train_eval import DEFAULT_DATA
+
+    from molks.dataset import load_texts
+    from molks.chemistry import canonical_smiles
+
+    held_out = {canonical_smiles(s) for s in read_benchmark(args.data)}
+    zinc = [line.strip() for name in ("valid.txt", "test.txt")
+            for line in (args.data.parent / name).read_text().splitlines() if line.strip()]  # fmt: skip
+    kept = [s for s in zinc if canonical_smiles(s) not in held_out]
+    moses = [text for _, text in load_texts(DEFAULT_DATA / "train.csv.gz")] if args.moses else []
+    moses = random.Random(0).sample(moses, args.moses) if args.moses else []
+    texts = kept + moses
+    random.Random(1).shuffle(texts)
+    args.out.write_text("".join(f"{t}\n" for t in texts))
+    print(f"{len(kept)} ZINC molecules ({len(zinc) - len(kept)} of the 800 left out) and {len(moses)} MOSES "
+          f"molecules -> {args.out}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["measure", "optimize"])
+    parser.add_argument("what", choices=["measure", "optimize", "training-data"])
     parser.add_argument("--model", default="moses", help="A run directory or a shipped model name.")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--n", type=int, default=None, help="Only the first N molecules (default: all 800; optimize: 50).")
     parser.add_argument("--delta", type=float, default=0.4)
+    parser.add_argument("--deltas", type=float, nargs="*", default=None,
+                        help="optimize --method random: also the table at these thresholds, from the same candidates (run at the lowest)")  # fmt: skip
     parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--radius", type=float, default=0.5, help="the neighbourhood's scale in prior sds (LeadConfig.radius)")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--beam-width", type=int, default=1)
     parser.add_argument("--method", default="bo", choices=["bo", "random"])
@@ -194,14 +261,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lead-bench")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--moses", type=int, default=30000, help="training-data: MOSES molecules beside ZINC's.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.what == "optimize" and args.n is None:
         args.n = 50
+    if args.deltas and (args.method != "random" or min(args.deltas) < args.delta):
+        parser.error("--deltas needs --method random and --delta at most the lowest of them")
     if args.what == "measure":
         run_measure(args)
+    elif args.what == "training-data":
+        run_training_data(args)
     else:
         run_optimize(args)
     print(f"\nmachine: {machine(torch.device('cpu'))}; {load()} (1, 5, 15 min); {os.cpu_count()} cores")

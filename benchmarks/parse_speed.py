@@ -2,8 +2,8 @@
 
 Reads data that is NOT bundled with molks:
 
-* MOSES from ``/work/shared/data/moses/{train,test}.csv.gz`` (one column, header ``SMILES``);
-* the Grammar VAE expressions from ``/work/shared/data/expressions/equation2_15_dataset.txt``.
+* MOSES from ``../shared/data/moses/{train,test}.csv.gz`` (one column, header ``SMILES``);
+* the Grammar VAE expressions from ``../shared/data/expressions/equation2_15_dataset.txt``.
 
 Pass ``--moses DIR`` / ``--expressions FILE`` to read them elsewhere; a missing file is a clear error.
 
@@ -41,7 +41,7 @@ import nltk
 from molks.grammar import Grammar, GrammarError
 from molks.grammar.general import chart_parser
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +158,124 @@ def test_bad_settings_end_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, [*args, "--from", str(tmp_path / "missing.smi")])
     assert missing.exit_code == 2 and "missing.smi" in missing.output
     assert not (out / "lead.json").exists()
+
+
+# ---------------------------------------------------------------- user targets that misbehave, state altered on disk
+
+LEAD_TARGETS = '''
+import os, time
+from pathlib import Path
+
+
+def _call_number(name):
+    """How many times ``name`` has been called, this call included (kept in a file: workers restart)."""
+    counter = Path(__file__).with_name(f"{name}.count")
+    n = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    return n
+
+
+def flaky(texts):
+    """Call 1 checks two starts, call 2 scores the first; call 3 raises, call 4 hangs."""
+    n = _call_number("flaky")
+    if n == 3:
+        raise RuntimeError("flaky call 3")
+    if n == 4:
+        time.sleep(600)
+    return [float(len(t)) for t in texts]
+
+
+def dies(texts):
+    """Ends its process on every call after the first two while a file named broken lies beside it."""
+    if _call_number("dies") > 2 and Path(__file__).with_name("broken").exists():
+        os._exit(3)
+    return [float(len(t)) for t in texts]
+'''
+
+
+@pytest.fixture()
+def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder on sys.path holding lead_targets.py (worker processes get the same sys.path)."""
+    folder = tmp_path / "targets"
+    folder.mkdir()
+    (folder / "lead_targets.py").write_text(LEAD_TARGETS)
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def test_a_target_that_raises_or_hangs_fails_its_molecules_and_the_lead_run_goes_on(
+    user_modules: Path, tmp_path: Path
+) -> None:
+    import molks
+    from molks.optimize.lead import LeadConfig, optimize_leads
+
+    lines: list[str] = []
+    out = tmp_path / "out"
+    config = LeadConfig(min_similarity=0.4, budget=6, batch_size=3, target_timeout=2.0)
+    started = time.perf_counter()
+    summary = optimize_leads(molks.load("moses"), LEADS[:2], out, "lead_targets:flaky", config, progress=False,
+                             log=lines.append)  # fmt: skip
+    assert time.perf_counter() - started < 300  # the hanging call was cut at 2 s, not waited for
+    assert summary["done"] == 2 and summary["target_failures"]["calls"] == 2
+    first, second = (json.loads((out / "molecules" / f"0000{i}.json").read_text()) for i in range(2))
+    assert "raised RuntimeError: flaky call 3" in first["target_failures"][0], first["target_failures"]
+    assert "gave no answer within 2 s (--target-timeout)" in first["target_failures"][1], first["target_failures"]
+    failed = [c for c in first["candidates"] if "failure" in c]
+    assert failed and all(c["score"] is None for c in failed)
+    assert second["target_failures"] == [] and second["start_score"] is not None  # the worker was restarted
+    assert any("the run goes on" in line and "--target-timeout" in line for line in lines), lines
+    assert (out / "candidates.csv").read_text().splitlines()[0].endswith(",failure")
+    saved = json.loads((out / "lead.json").read_text())["target_failures"]
+    assert saved["calls"] == 2 and saved["in_a_row"] == 0 and "--target-timeout" in saved["last"]
+
+
+def test_three_failed_calls_in_a_row_stop_a_lead_run_saved_and_resume_goes_on(user_modules: Path, tmp_path: Path) -> None:
+    """Through the command in its own process: a target that ends its process (os._exit) must not end molks."""
+    (user_modules / "broken").write_text("")
+    _, out, args = _run("moses", LEADS[:2], tmp_path, 0.4, "--target", "lead_targets:dies")
+    molks_command = Path(sys.executable).with_name("molks")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(user_modules), *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
+    done = subprocess.run([str(molks_command), "optimize", *args], capture_output=True, text=True, timeout=600, env=env,
+                          check=False)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-3000:])
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "target 'lead_targets:dies' failed 3 calls in a row" in errors[0], done.stderr
+    assert "exited with code 3" in errors[0] and f"saved in {out}" in errors[0], errors[0]
+    stopped_at = int(re.search(r"the run stopped at molecule (\d) of 2", errors[0]).group(1))  # type: ignore[union-attr]
+    assert len(list((out / "molecules").glob("*.json"))) == stopped_at - 1  # the molecules done are saved
+    assert json.loads((out / "lead.json").read_text())["target_failures"]["in_a_row"] == 3
+
+    (user_modules / "broken").unlink()  # the target mended: --resume goes on
+    resumed = subprocess.run([str(molks_command), "optimize", *args, "--resume"], capture_output=True, text=True,
+                             timeout=600, env=env, check=False)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 2 and summary["target_failures"]["calls"] >= 2 * (stopped_at == 2)
+
+
+def test_a_lead_state_altered_on_disk_is_refused_on_resume(tiny_run: Path, tmp_path: Path,
+                                                           moses_smiles: list[str]) -> None:  # fmt: skip
+    _, out, args = _run(tiny_run, moses_smiles[:2], tmp_path, 0.2)
+    assert CliRunner().invoke(app, args).exit_code == 0
+    lead, record = out / "lead.json", out / "molecules" / "00000.json"
+    original = lead.read_text()
+    lead.write_text(original.replace('"calls": 0', '"calls": 7'))  # valid JSON, same run: only its checksum differs
+    refused = CliRunner().invoke(app, [*args, "--resume"])
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert "lead.json" in refused.output and "lead.sha256" in refused.output and "altered" in refused.output
+
+    lead.write_text(original)
+    result = json.loads(record.read_text())
+    record.write_text(json.dumps({**result, "success": True, "improvement": 9.0}) + "\n")  # a faked result
+    refused = CliRunner().invoke(app, [*args, "--resume"])
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert "00000.json" in refused.output and "altered" in refused.output
+
+    record.write_text(json.dumps(result) + "\n")  # restored: resumes
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0
+    (out / "lead.sha256").unlink()  # a run saved before lead.json had checksums resumes unchecked
+    doc = json.loads(lead.read_text())
+    del doc["results"], doc["target_failures"]
+    lead.write_text(json.dumps(doc))
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0

@@ -274,6 +274,32 @@ def test_init_from_fine_tunes_the_networks_with_new_regulariser_options(
     assert config["model"]["network"]["max_length"] == json.loads((tiny_run / "config.json").read_text())["model"]["network"]["max_length"]
 
 
+def test_init_from_a_gru_encoder_takes_the_new_datas_longer_sequences(tmp_path: Path, moses_smiles: list[str]) -> None:
+    """The GRU encoder's weights fit any length: fine-tuning on longer molecules (ZINC's, say) keeps
+    them instead of skipping them, and the tuned model encodes and decodes at the new length."""
+    from molks.api import load
+    from molks.grammar import Grammar
+    from molks.training.spec import TrainConfig, TrainingSpec, train_from_file
+
+    grammar = Grammar.load("smiles")
+    ordered = sorted(moses_smiles[:400], key=lambda t: len(grammar.parse(t)))
+    short, long = ordered[:200], ordered[200:]
+    spec = TrainingSpec(preset="tiny", encoder="gru", train=TrainConfig(batch_size=32, epochs=1, seed=0))
+    for name, texts in (("short", short), ("long", long)):
+        (tmp_path / f"{name}.smi").write_text("".join(f"{t}\n" for t in texts))
+    source = train_from_file(tmp_path / "short.smi", spec, tmp_path / "source", processes=1, use_cache=False,
+                             progress=False, log=lambda _: None)  # fmt: skip
+    skipped: list[str] = []
+    tuned = train_from_file(tmp_path / "long.smi", spec, tmp_path / "tuned", init_from=source, processes=1,
+                            use_cache=False, progress=False, log=skipped.append)  # fmt: skip
+    length = max(len(grammar.parse(t)) for t in long)
+    assert json.loads((source / "config.json").read_text())["model"]["network"]["max_length"] < length
+    assert json.loads((tuned / "config.json").read_text())["model"]["network"]["max_length"] == length
+    assert not any(line.startswith("skipped") for line in skipped)
+    model = load(tuned)
+    assert model.encode([ordered[-1]]).shape == (1, 8)
+
+
 def test_init_from_refuses_another_network(tmp_path: Path, tiny_run: Path, moses_smiles: list[str]) -> None:
     from molks.training.spec import TrainConfig, TrainingError, TrainingSpec, train_from_file
 
@@ -284,3 +310,35 @@ def test_init_from_refuses_another_network(tmp_path: Path, tiny_run: Path, moses
         train_from_file(data, spec, tmp_path / "other", init_from=tiny_run, processes=1, use_cache=False,
                         progress=False, log=lambda _: None)  # fmt: skip
     assert not (tmp_path / "other").exists()
+
+
+def test_the_run_state_keeps_the_checkpoint_keys_so_old_checkpoints_resume(tiny_run: Path) -> None:
+    """The state a checkpoint's meta holds is read into the run's state and written back unchanged,
+    key for key, both at an epoch's end and inside one (what molks wrote before the state had a type)."""
+    from molks.training.run_state import RunState
+
+    saved = load_checkpoint(tiny_run / "checkpoints" / "last.safetensors")[1]["state"]
+    assert list(saved) == ["epoch", "best_val", "bad_epochs", "history", "stopped"]
+    state, partial = RunState.from_meta(saved)
+    assert partial is None and state.epoch == 2 == len(state.history) and state.to_meta() == saved
+    reached = {"epoch": 2, "batches": 3, "sums": {"total": 1.5}, "seconds": 4.0, "random": {"cpu": "AAAA"}}
+    inside = json.loads(json.dumps({**saved, "epoch": 1, "best_val": float("inf"), "history": [], "partial": reached}))
+    state, partial = RunState.from_meta(inside)
+    assert partial == reached and json.dumps(state.to_meta(partial)) == json.dumps(inside)
+
+
+def test_a_checkpoint_without_a_readable_run_state_is_a_clear_error(
+    tmp_path: Path, tiny_run: Path, moses_smiles: list[str]
+) -> None:
+    import shutil
+
+    from molks.training.checkpoint import save_weights
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    checkpoint = run / "checkpoints" / "last.safetensors"
+    tensors, meta, optimizer = load_checkpoint(checkpoint)
+    del meta["state"]["epoch"]  # written by something else than molks train, with a valid checksum
+    save_weights(checkpoint, tensors, meta, optimizer)
+    with pytest.raises(CheckpointError, match=r"last.safetensors: its epoch state is unreadable \(KeyError: 'epoch'\)"):
+        train_tiny(run, moses_smiles[:320], epochs=3, resume=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from molks.cli.benchmark import app as benchmark_app
 from molks.cli.data import app as data_app
 from molks.cli.demo import demo_command
 from molks.cli.grammar import app as grammar_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(grammar_app, name="grammar")
+app.add_typer(benchmark_app, name="benchmark")
 app.command("demo")(demo_command)
 app.command("train")(train_command)
 register_model_commands(app)

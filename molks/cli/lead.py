@@ -1,7 +1,9 @@
 """``molks optimize --from FILE --min-similarity D``: lead optimisation, the command line's side.
 
 A thin adapter over :func:`molks.optimize.lead.optimize_leads`: read the starting molecules (every
-line, the invalid ones too, so that they are reported and counted), run, print the outcome.
+line, the invalid ones too, so that they are reported and counted), run, print the outcome. The
+target is opened through :func:`molks.optimize.guard.open_target`, as ``molks optimize`` opens it: a
+function of yours is imported in its worker process before anything else is done.
 """
 
 from __future__ import annotations
@@ -31,27 +33,31 @@ def run_leads(
     device: str,
     threads: int,
     quiet: bool,
+    target_timeout: float | None = None,
 ) -> None:
-    """Run a lead optimisation of the molecules of ``from_file`` and print its outcome."""
+    """Run a lead optimisation of the molecules of ``from_file`` and print its outcome
+    (``target_timeout``: ``--target-timeout``; None: the guard's default)."""
     import molks
     from molks.domain import MOLECULES
+    from molks.optimize.guard import DEFAULT_TIMEOUT, open_target
     from molks.optimize.lead import LeadConfig, LeadError, optimize_leads
-    from molks.optimize.targets import get_target
 
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = LeadConfig(
         min_similarity=min_similarity, budget=budget, batch_size=batch_size, beam_width=max(1, beam_width), seed=seed,
         threads=threads,
+        target_timeout=DEFAULT_TIMEOUT if target_timeout is None else target_timeout,
     )  # fmt: skip
     if out.exists() and not out.is_dir():
         raise LeadError(f"--out {out}: exists and is not a directory")
-    scorer = get_target(target)
-    items = MOLECULES.read_items(from_file, column)
-    latent = molks.load(model, device=device)
-    summary = optimize_leads(
-        latent, [text for _, text in items], out, scorer, config, resume=resume, source=str(from_file), progress=not quiet
-    )
+    with open_target(target, config.target_timeout) as scorer:  # a function of yours: imported in its worker now
+        items = MOLECULES.read_items(from_file, column)
+        latent = molks.load(model, device=device)
+        summary = optimize_leads(
+            latent, [text for _, text in items], out, scorer, config, resume=resume, source=str(from_file),
+            progress=not quiet,
+        )  # fmt: skip
     for failure in summary["not_encoded"]:
         typer.echo(f"{from_file}:{items[failure['index']][0]}: {failure['reason']}", err=True)
     everyone, successes = summary["improvement_all"], summary["improvement_successes"]
@@ -61,4 +67,8 @@ def run_leads(
         f"(failures as 0)"
         + (f", {successes['mean']:.3f} +- {successes['sd']:.3f} over the successes" if successes["mean"] is not None else "")
     )
+    failed = summary["target_failures"]
+    if failed["calls"]:
+        typer.echo(f"the target failed {failed['calls']} calls, their molecules scored as failed (candidates.csv, "
+                   f"column failure); the last: {failed['last']}", err=True)  # fmt: skip
     typer.echo(f"{len(summary['not_encoded'])} not encoded; results in {out}")

@@ -18,6 +18,7 @@ from molks.cli.common import fail_cleanly
 if TYPE_CHECKING:
     from molks.optimize.guard import TargetRunner
     from molks.optimize.loop import OptimizeConfig
+    from molks.optimize.multiobjective import Objectives
 
 UNTIL_BUDGET = 1_000_000
 """The iterations of a run with --budget and no --iterations: it ends when the budget is spent."""
@@ -29,12 +30,15 @@ app = typer.Typer(help="Bayesian optimisation in a trained model's latent space.
 @fail_cleanly
 def optimize(
     model: str = typer.Option(..., "--model", "-m", help="A run directory made by molks training, or a shipped model name."),
-    target: str = typer.Option(
-        "logp",
+    target: list[str] = typer.Option(
+        ["logp"],
         "--target",
         "-t",
+        metavar="TARGET",
         help=(
-            "logp | qed | expression | a PMO objective (celecoxib_rediscovery, median1, osimertinib_mpo, deco_hop, ...: "
+            "Repeat it for 2 or 3 targets optimised together (qLogNEHVI; pareto.csv, pareto.png, hypervolume.csv "
+            "against a reference point from the starting pool). "
+            "logp | qed | sa (synthetic accessibility, minimised) | expression | a PMO objective (celecoxib_rediscovery, median1, osimertinib_mpo, deco_hop, ...: "
             "a wrong name lists them all) | package.module:function. A function of yours is called with a list of "
             "strings and returns one score per string: list\\[str] -> list\\[float | None], None for a string it "
             "cannot score; it is maximised unless it has an attribute maximize = False. Its module must be "
@@ -46,7 +50,7 @@ def optimize(
     ),
     target_timeout: float = typer.Option(
         60.0, "--target-timeout", min=0.001, max=86400.0,
-        help="Seconds one call of a --target function of yours may take (the pool is scored 100 strings a call, each round's proposals in one call).",
+        help="Seconds one call of a --target function of yours may take (the pool is scored 100 strings a call, each round's proposals in one call; with --from, each starting molecule's round).",
     ),
     pool: Path | None = typer.Option(
         None, "--pool", "--data", help="Strings to start from (.smi/.txt/.csv/.tsv, optionally .gz); default: the run's train.smi.gz (its validation.smi for a model shipped without it)."
@@ -89,16 +93,25 @@ def optimize(
     ),
 ) -> None:
     """Search the latent space for strings that maximise (or, for expression, minimise) a target."""
+    if len(target) > 1:  # several targets: checked before anything is loaded or written
+        from molks.optimize.multiobjective import check_target_names
+
+        check_target_names(target)
+        if from_file is not None:
+            from molks.optimize.multiobjective import MultiObjectiveError
+
+            raise MultiObjectiveError("--from (lead optimisation) takes one --target")
     if from_file is not None:
         from molks.cli.lead import run_leads
 
-        run_leads(model=model, target=target, from_file=from_file, column=column, min_similarity=min_similarity,
+        run_leads(model=model, target=target[0], from_file=from_file, column=column, min_similarity=min_similarity,
                   budget=budget or 100, batch_size=batch_size, beam_width=beam_width, out=out, seed=seed,
-                  resume=resume, device=device, threads=threads, quiet=quiet)  # fmt: skip
+                  resume=resume, device=device, threads=threads, quiet=quiet, target_timeout=target_timeout)  # fmt: skip
         return
     from molks.optimize.acquisition import AcquisitionConfig
     from molks.optimize.guard import open_target
     from molks.optimize.loop import OptimizeConfig, OptimizeError
+    from molks.optimize.multiobjective import open_objectives
     from molks.optimize.surrogate import SurrogateConfig
 
     if not quiet:
@@ -118,13 +131,14 @@ def optimize(
     )
     if out.exists() and not out.is_dir():
         raise OptimizeError(f"--out {out}: exists and is not a directory")
-    scorer = open_target(target, config.target_timeout)  # a function of yours: imported in its worker now
+    # A function of yours: imported in its worker now.
+    scorer = open_target(target[0], config.target_timeout) if len(target) == 1 else open_objectives(target, config.target_timeout)
     with scorer:
         _run(scorer, model, device, out, pool, column, resume, quiet, config)
 
 
 def _run(
-    scorer: TargetRunner, model: str, device: str, out: Path, pool: Path | None, column: str | None, resume: bool,
+    scorer: TargetRunner | Objectives, model: str, device: str, out: Path, pool: Path | None, column: str | None, resume: bool,
     quiet: bool, config: OptimizeConfig,
 ) -> None:
     """Load the model, read the pool, run the loop and print the best strings."""
@@ -149,6 +163,9 @@ def _run(
         latent, texts, out, scorer, config, resume=resume, pool_source=str(source_path), pool_sha256=pool_sha256,
         progress=not quiet,
     )
+    if "pareto_front" in summary:
+        _echo_pareto(summary, out)
+        return
     top = summary["top"][:3]
     typer.echo(
         f"{summary['valid_proposals']}/{summary['proposals']} valid proposals; "
@@ -156,6 +173,20 @@ def _run(
     )
     for item in top:
         typer.echo(f"{item['score']:.3f}\t{item['string']}")
+    typer.echo(f"results in {out}")
+
+
+def _echo_pareto(summary: dict, out: Path) -> None:
+    """What a run of several targets prints: the reference point, the hypervolume, the front's best."""
+    names = summary["targets"]
+    ref = ", ".join(f"{n} {summary['reference_point'][n]:.4g}" for n in names)
+    typer.echo(f"{summary['valid_proposals']}/{summary['proposals']} valid proposals; reference point: {ref} ({summary['reference_rule']})")
+    hv = ", ".join(f"{v:.4g}" for v in summary["hypervolume_per_iteration"])
+    typer.echo(f"hypervolume: pool {summary['pool_hypervolume']:.4g}; per iteration {hv or '-'}")
+    typer.echo(f"Pareto front: {summary['pareto_size']} items ({summary['pareto_from_proposals']} from proposals)")
+    typer.echo("\t".join([*names, "string"]))
+    for item in summary["pareto_front"][:5]:
+        typer.echo("\t".join([*(f"{item[n]:.3f}" for n in names), item["string"]]))
     typer.echo(f"results in {out}")
 
 

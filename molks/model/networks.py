@@ -172,6 +172,13 @@ class NetworkConfig:
             )
 
     @property
+    def length_free(self) -> bool:
+        """Whether the weights' shapes do not depend on ``max_length`` (the GRU encoder; the conv
+        encoder's dense layer and the transformer's position table do), so that a trained network
+        can be fine-tuned on longer sequences."""
+        return self.encoder == "gru"
+
+    @property
     def conv_output_length(self) -> int:
         """Time steps left after the valid convolutions: L - sum(k - 1)."""
         return self.max_length - sum(k - 1 for k in self.conv_kernels)

@@ -44,7 +44,7 @@ import gpytorch
 import torch
 from botorch.acquisition.logei import qLogExpectedImprovement
 from botorch.exceptions.warnings import OptimizationWarning
-from botorch.models.model import Model
+from botorch.models.model import Model, ModelList
 from botorch.optim import optimize_acqf
 from botorch.sampling.normal import SobolQMCNormalSampler
 from torch import Tensor
@@ -166,7 +166,10 @@ def bounding_box(X: Tensor, margin: float = 0.0) -> Tensor:
 
 
 def lengthscales(model: Model, dim: int) -> Tensor:
-    """The GP kernel's lengthscales [D] (ones if the kernel has none, e.g. a custom model)."""
+    """The GP kernel's lengthscales [D] (ones if the kernel has none, e.g. a custom model); of a
+    ``ModelList`` (a GP per objective) their geometric mean over its models."""
+    if isinstance(model, ModelList):
+        return torch.stack([lengthscales(m, dim) for m in model.models]).log().mean(dim=0).exp()
     for module in model.modules():
         ls = getattr(module, "lengthscale", None)
         if isinstance(ls, Tensor) and ls.numel() in (1, dim):

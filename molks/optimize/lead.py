@@ -33,19 +33,27 @@ target's own direction), 0 for a failure. A starting molecule the model cannot e
 molecule, a token outside the grammar, a derivation longer than the model allows) or the target
 cannot score is a failure with its reason: never dropped.
 
-Resumable: each molecule's result (with all its candidates) is written atomically to
-``molecules/NNNNN.json`` as soon as it is done, and ``lead.json`` records what the run is (settings,
-target, model and starting molecules); ``resume=True`` goes on after the last molecule done, and a
-molecule's search depends only on (seed, its index), so a resumed run writes the tables an
-uninterrupted one writes. The report (:mod:`molks.optimize.lead_report`) is rendered from those
-files: ``leads.csv``, ``candidates.csv``, ``pairs.png`` and ``summary.json``.
+The target is scored through :mod:`molks.optimize.guard`, as the single-objective loop scores it: a
+user function runs in a worker process of its own, and a call that raises, exits, crashes or passes
+``target_timeout`` scores its molecules as failed (their candidate rows say why, the molecule's
+result lists the failed calls, the log says so) and the search goes on; ``MAX_FAILED_CALLS`` failed
+calls in a row stop the run with a :class:`~molks.optimize.targets.TargetError` naming the target,
+the molecules done saved (the one in progress is done again on resume).
+
+Resumable (:mod:`molks.optimize.lead_state`): each molecule's result (with all its candidates) is
+written atomically to ``molecules/NNNNN.json`` as soon as it is done, and ``lead.json`` records
+what the run is (settings, target, model and starting molecules), the target's failed calls and
+the SHA-256 of each result, with its own SHA-256 in ``lead.sha256``: files altered on disk are
+refused on resume. ``resume=True`` goes on after the last molecule done, and a molecule's search
+depends only on (seed, its index), so a resumed run writes the tables an uninterrupted one writes.
+The report (:mod:`molks.optimize.lead_report`) is rendered from those files: ``leads.csv``,
+``candidates.csv``, ``pairs.png`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -60,29 +68,24 @@ from torch import Tensor
 
 from molks.api import LatentModel
 from molks.domain import MOLECULES
-from molks.errors import MolksError, file_access
-from molks.files import atomic_write_text, file_sha256, folder_lock
+from molks.files import file_sha256, folder_lock
 from molks.optimize.acquisition import AcquisitionConfig, TrustRegion, propose
+from molks.optimize.guard import DEFAULT_TIMEOUT, TargetRunner, open_target
 from molks.optimize.lead_report import write_lead_report
+from molks.optimize.lead_state import LEAD_FILE, LeadError, LeadState, read_records
 from molks.optimize.similarity import DEFAULT_FINGERPRINT, FINGERPRINTS, SimilarityTo
 from molks.optimize.surrogate import SurrogateConfig, SurrogateError, fit_surrogate
-from molks.optimize.targets import Target, check_target, get_target, score_terms_many
+from molks.optimize.targets import Target
 from molks.progress import progress_bar, showing
 
 __all__ = ["LEAD_FILE", "METHODS", "PENALTY", "LeadConfig", "LeadError", "optimize_leads", "read_records"]
 
 logger = logging.getLogger("molks.optimize")
 
-LEAD_FILE = "lead.json"
-RECORDS = "molecules"
 LEAD_VERSION = 1
 METHODS = ("bo", "random")
 PENALTY = 10.0  # value lost per unit of similarity below the threshold, in the target's units
 PRIOR_SAMPLES = 4096  # prior draws (seed 0) whose per-dimension sd scales the neighbourhood
-
-
-class LeadError(MolksError, ValueError):
-    """A lead optimisation cannot start or resume (bad settings, no molecules, another run's folder)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ class LeadConfig:
     "random". beam_width: 1 decodes greedily, K > 1 by a beam search of K. fingerprint: one of
     :data:`~molks.optimize.similarity.FINGERPRINTS`. max_rounds: rounds per molecule at most
     (None: 2 x the rounds the budget needs, plus 2). threads: torch threads while it runs (None:
-    leave as is).
+    leave as is). target_timeout: seconds one call of a user target may take
+    (:mod:`molks.optimize.guard`).
     """
 
     min_similarity: float = 0.4
@@ -110,6 +114,7 @@ class LeadConfig:
     max_rounds: int | None = None
     seed: int = 0
     threads: int | None = 1
+    target_timeout: float = DEFAULT_TIMEOUT
     surrogate: SurrogateConfig = field(default_factory=lambda: SurrogateConfig(maxiter=100, warm_start=False))
     acquisition: AcquisitionConfig = field(default_factory=lambda: AcquisitionConfig(maxiter=50, tr_length=0.5))
 
@@ -131,6 +136,8 @@ class LeadConfig:
             raise LeadError(f"max_rounds must be at least 1 (or None), got {self.max_rounds}")
         if self.threads is not None and self.threads < 1:
             raise LeadError(f"threads must be at least 1 (or None), got {self.threads}")
+        if not 0 < self.target_timeout < math.inf:
+            raise LeadError(f"must be a positive number of seconds, got {self.target_timeout}", option="--target-timeout")
 
     @property
     def rounds(self) -> int:
@@ -141,9 +148,9 @@ class LeadConfig:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share (all but the threads)."""
+        """The settings a resumed run must share (all but the threads and the target's timeout)."""
         d = self.to_dict()
-        del d["threads"]
+        del d["threads"], d["target_timeout"]
         return d
 
 
@@ -154,7 +161,7 @@ def optimize_leads(
     model: LatentModel,
     starts: Sequence[str],
     out_dir: str | os.PathLike[str],
-    target: Target | str = "logp",
+    target: Target | str | TargetRunner = "logp",
     config: LeadConfig = LeadConfig(),
     *,
     resume: bool = False,
@@ -165,7 +172,10 @@ def optimize_leads(
     """Optimise each molecule of ``starts`` in its latent neighbourhood; returns the summary
     (``summary.json``). ``resume``: go on with the run in ``out_dir``, which must have been
     started with the same molecules, model, target and settings; without it a run already in
-    ``out_dir`` is an error. ``source``: where the molecules came from (shown in the summary)."""
+    ``out_dir`` is an error. ``source``: where the molecules came from (shown in the summary).
+    ``target``: a built-in name, ``"package.module:function"`` (run in a worker process), a
+    :class:`Target`, or a runner from :func:`~molks.optimize.guard.open_target` (left open for the
+    caller to close)."""
     if isinstance(starts, str):
         raise LeadError("pass a list of SMILES strings, not a single string")
     starts = list(starts)
@@ -173,16 +183,18 @@ def optimize_leads(
         raise LeadError("no starting molecules")
     if not model.domain.molecular:
         raise LeadError(f"lead optimisation needs a model of molecules; {model.run_dir} works on {model.domain.name}")
-    target = get_target(target) if isinstance(target, str) else target
     out = Path(out_dir)
+    runner = target if isinstance(target, TargetRunner) else open_target(target, config.target_timeout)
     before = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
         with folder_lock(out, "write a lead optimisation"):
-            return _run(model, starts, out, target, config, resume, source, progress, log or logger.info)
+            return _run(model, starts, out, runner, config, resume, source, progress, log or logger.info)
     finally:
         torch.set_num_threads(before)
+        if runner is not target:
+            runner.close()
 
 
 def _identity(model: LatentModel, starts: list[str], target: Target, config: LeadConfig) -> dict[str, Any]:
@@ -202,31 +214,20 @@ def _run(
     model: LatentModel,
     starts: list[str],
     out: Path,
-    target: Target,
+    runner: TargetRunner,
     config: LeadConfig,
     resume: bool,
     source: str,
     progress: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    scorable = [s for s in starts if MOLECULES.is_valid(s)][:2]
-    if scorable:
-        check_target(target, scorable)  # a broken user target: found before anything is written
-    identity = _identity(model, starts, target, config)
-    lead_file = out / LEAD_FILE
-    if lead_file.exists():
-        if not resume:
-            raise LeadError(f"{out} already holds a lead optimisation; pass --resume to continue it or choose another --out")
-        with file_access(lead_file, "cannot read"):
-            saved = json.loads(lead_file.read_text())["identity"]
-        if saved != identity:
-            diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
-            raise LeadError(f"--resume: {out} was started with different {', '.join(diff)}; use another --out")
-    else:
-        atomic_write_text(lead_file, json.dumps({"identity": identity, "source": source}, indent=2) + "\n")
-    records = read_records(out, len(starts))
+    target = runner.target
+    runner.check([s for s in starts if MOLECULES.is_valid(s)][:2])  # a broken target: found before anything is written
+    state = _open_state(out, _identity(model, starts, target, config), source, resume)
+    records = state.records(len(starts), log)
     if records:
         log(f"resuming {out}: {len(records)} of {len(starts)} molecules done")
+    _restore_failures(state, runner, log)
     codes, kept, failures = model.encode(starts, errors="skip")
     code_of = {i: codes[j] for j, i in enumerate(kept)}
     reasons = dict(failures)
@@ -246,10 +247,15 @@ def _run(
             if index in records:
                 continue
             if index in code_of:
-                record = _search(model, index, start, code_of[index].double(), sigma, target, config)
+                record = _search(model, index, start, code_of[index].double(), sigma, runner, config)
             else:
                 record = _failure(index, start, f"not encoded: {reasons.get(index, 'unknown reason')}")
-            _save_record(out, record)
+            _count_failures(state, runner, record["target_failures"], log)
+            if runner.exhausted:  # saved first: --resume goes on once the target is mended
+                state.save()
+                raise runner.stopping_error(state.failures.last, f"the run stopped at molecule {index + 1} of "
+                                            f"{len(starts)} (done again on --resume), saved in {out}")  # fmt: skip
+            state.save_record(record)
             records[index] = record
             summary = write_lead_report(out, starts, records, target, config, source, draw=False)
             _report(record, len(starts), summary, bar, log)
@@ -257,6 +263,43 @@ def _run(
     log(f"lead optimisation: {summary['successes']}/{summary['molecules']} succeeded, mean improvement "
         f"{summary['improvement_all']['mean']:.3f} (failures as 0), {time.perf_counter() - started:.0f} s")  # fmt: skip
     return summary
+
+
+def _open_state(out: Path, identity: dict[str, Any], source: str, resume: bool) -> LeadState:
+    """The run's state: a new one (saved now), or, with ``resume``, the one in ``out`` if it is this run's."""
+    if not (out / LEAD_FILE).exists():
+        state = LeadState(out, identity, source)
+        state.save()
+        return state
+    if not resume:
+        raise LeadError(f"{out} already holds a lead optimisation; pass --resume to continue it or choose another --out")
+    state = LeadState.load(out)  # lead.json altered since it was written: refused
+    if state.identity != identity:
+        saved = state.identity
+        diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+        raise LeadError(f"--resume: {out} was started with different {', '.join(diff)}; use another --out")
+    return state
+
+
+def _restore_failures(state: LeadState, runner: TargetRunner, log: Callable[[str], None]) -> None:
+    """Go on counting the target's failed calls in a row where the saved run left off (a run they
+    stopped starts again from 0: the target is presumably mended)."""
+    if state.failures.in_a_row >= runner.max_failed_calls:
+        log(f"the target failed {state.failures.in_a_row} calls in a row when the run stopped (the last: "
+            f"{state.failures.last}); trying it again")  # fmt: skip
+        state.failures.in_a_row = 0
+    runner.failed_in_a_row = state.failures.in_a_row
+
+
+def _count_failures(state: LeadState, runner: TargetRunner, failed_calls: list[str], log: Callable[[str], None]) -> None:
+    """Add one molecule's failed calls of the target to the run's count (saved with its result)."""
+    state.failures.calls += len(failed_calls)
+    state.failures.in_a_row = runner.failed_in_a_row
+    if failed_calls:
+        state.failures.last = failed_calls[-1]
+    if failed_calls and not runner.exhausted:
+        log(f"the target failed {len(failed_calls)} calls on this molecule, their molecules scored as failed "
+            f"(the last: {failed_calls[-1]}); the run goes on")  # fmt: skip
 
 
 def _report(record: dict[str, Any], total: int, summary: dict[str, Any], bar: Any, log: Callable[[str], None]) -> None:
@@ -271,31 +314,6 @@ def _report(record: dict[str, Any], total: int, summary: dict[str, Any], bar: An
     log(f"molecule {record['index'] + 1}/{total}: {what}; {record['scored']} scored in {record['seconds']:.1f} s")
 
 
-# ---------------------------------------------------------------- saved records
-
-
-def _record_path(out: Path, index: int) -> Path:
-    return out / RECORDS / f"{index:05d}.json"
-
-
-def _save_record(out: Path, record: dict[str, Any]) -> None:
-    atomic_write_text(_record_path(out, record["index"]), json.dumps(record) + "\n")
-
-
-def read_records(out_dir: str | os.PathLike[str], n: int) -> dict[int, dict[str, Any]]:
-    """The results saved in ``out_dir`` so far, by the index of their starting molecule (< n)."""
-    records: dict[int, dict[str, Any]] = {}
-    for index in range(n):
-        path = _record_path(Path(out_dir), index)
-        if path.is_file():
-            with file_access(path, "cannot read"):
-                try:
-                    records[index] = json.loads(path.read_text())
-                except json.JSONDecodeError as err:
-                    raise LeadError(f"{path}: not a saved result ({err}); delete it to redo that molecule") from None
-    return records
-
-
 # ---------------------------------------------------------------- one molecule
 
 
@@ -303,19 +321,22 @@ def _failure(index: int, start: str, reason: str, start_score: float | None = No
     return {
         "index": index, "start": start, "best": "", "similarity": None, "improvement": 0.0, "success": False,
         "start_score": start_score, "best_score": None, "scored": 0, "rounds": 0, "bo_rounds": 0, "seconds": 0.0,
-        "reason": reason, "candidates": [],
+        "reason": reason, "candidates": [], "target_failures": [],
     }  # fmt: skip
 
 
 class _Neighbourhood:
     """What one molecule's search has seen: the codes tried [N, D] and their values [N], the
-    distinct molecules scored (canonical SMILES -> candidate row), and the oracle calls left."""
+    distinct molecules scored (canonical SMILES -> candidate row), the oracle calls left, and the
+    reasons of the target's failed calls."""
 
     def __init__(
-        self, start: str, start_score: float, start_value: float, z0: Tensor, target: Target, config: LeadConfig
+        self, start: str, start_score: float, start_value: float, z0: Tensor, runner: TargetRunner, config: LeadConfig
     ) -> None:
         self.start = MOLECULES.canonical(start)
-        self.target = target
+        self.runner = runner
+        self.target = runner.target
+        self.failed_calls: list[str] = []
         self.config = config
         self.similarity = SimilarityTo(start, config.fingerprint)
         self.start_value = start_value
@@ -337,15 +358,18 @@ class _Neighbourhood:
         canon = [MOLECULES.canonical(text) for text in decoded]
         new = list(dict.fromkeys(c for c in canon if c is not None and c not in self.seen))[: self.left]
         if new:
-            terms = score_terms_many(self.target, new, 1)
-            values = self.target.objective([None if t is None else t["score"] for t in terms])
+            scores = self.runner.score(new, 1)  # a failed call: its molecules unscored, with the reason
+            self.failed_calls.extend(scores.failed_calls)
+            values = self.target.objective([None if t is None else t["score"] for t in scores.terms])
             sims = self.similarity(new)
-            for smiles, t, value, sim in zip(new, terms, values, sims):
+            for smiles, t, failure, value, sim in zip(new, scores.terms, scores.failures, values, sims):
                 self.left -= 1
-                if t is None or value is None or sim is None:
-                    self.seen[smiles] = {"round": round_, "smiles": smiles, "score": None, "value": None, "similarity": sim}
-                    continue
-                self.seen[smiles] = {"round": round_, "smiles": smiles, "score": t["score"], "value": value, "similarity": sim}
+                row = {"round": round_, "smiles": smiles, "score": None, "value": None, "similarity": sim}
+                if failure is not None:
+                    row["failure"] = failure
+                elif t is not None and value is not None and sim is not None:
+                    row.update(score=t["score"], value=value)
+                self.seen[smiles] = row
         fill = min(self.Y)
         for z, c in zip(codes, canon):
             if c is None:
@@ -367,22 +391,26 @@ class _Neighbourhood:
 
 
 def _search(
-    model: LatentModel, index: int, start: str, z0: Tensor, sigma: Tensor, target: Target, config: LeadConfig
+    model: LatentModel, index: int, start: str, z0: Tensor, sigma: Tensor, runner: TargetRunner, config: LeadConfig
 ) -> dict[str, Any]:
-    """Search the neighbourhood of ``start``'s code z0 [D] (sigma [D]: the prior's sd per dimension)."""
+    """Search the neighbourhood of ``start``'s code z0 [D] (sigma [D]: the prior's sd per dimension).
+    It ends early when the target has failed too many calls in a row (``runner.exhausted``)."""
     t0 = time.perf_counter()
-    terms = score_terms_many(target, [start], 1)[0]
-    value = target.objective([None if terms is None else terms["score"]])[0]
+    scores = runner.score([start], 1)
+    terms = scores.terms[0]
+    value = runner.target.objective([None if terms is None else terms["score"]])[0]
     if terms is None or value is None:
-        return _failure(index, start, f"the target {target.name!r} cannot score it")
+        failed = scores.failures[0]  # a failed call, or a score that is not a finite number
+        why = f"not scored: {failed}" if failed else f"the target {runner.target.name!r} cannot score it"
+        return {**_failure(index, start, why), "target_failures": scores.failed_calls}
     seed = config.seed * 1_000_003 + index
     generator = torch.Generator().manual_seed(seed)
-    hood = _Neighbourhood(start, terms["score"], value, z0, target, config)
+    hood = _Neighbourhood(start, terms["score"], value, z0, runner, config)
     half = 2.0 * config.radius * sigma
     box = torch.stack([z0 - half, z0 + half])  # [2, D]
     region = TrustRegion(config.acquisition.tr_length)
     rounds = bo_rounds = 0
-    while hood.left > 0 and rounds < config.rounds:
+    while hood.left > 0 and rounds < config.rounds and not runner.exhausted:
         rounds += 1
         codes = None
         if config.method == "bo" and len(hood.X) > config.initial:  # X: z0 and the codes tried
@@ -426,12 +454,14 @@ def _result(
     candidates = [
         {k: row[k] for k in ("round", "smiles", "score", "similarity")}
         | {"feasible": row["similarity"] is not None and row["similarity"] >= hood.config.min_similarity}
+        | ({"failure": row["failure"]} if "failure" in row else {})
         for row in hood.seen.values()
         if row["round"] > 0
     ]
     scored = hood.config.budget - hood.left
     common = {"index": index, "start": start, "start_score": start_score, "scored": scored, "rounds": rounds[0],
-              "bo_rounds": rounds[1], "seconds": seconds, "candidates": candidates}  # fmt: skip
+              "bo_rounds": rounds[1], "seconds": seconds, "candidates": candidates,
+              "target_failures": hood.failed_calls}  # fmt: skip
     if best is None:
         similar = sum(c["feasible"] and c["smiles"] != hood.start for c in candidates)
         reason = (

@@ -6,10 +6,12 @@ Files written (atomically) in the run's folder:
   a failure), ``similarity`` (of best to start), ``improvement`` (0 for a failure), ``success`` (1/0),
   then ``start_score``, ``best_score``, ``scored`` (oracle calls), ``reason`` (why a failure failed)
 - ``candidates.csv`` every distinct molecule scored: ``start_index``, ``start``, ``round``, ``smiles``,
-  ``score``, ``similarity``, ``feasible`` (similarity >= the threshold)
+  ``score``, ``similarity``, ``feasible`` (similarity >= the threshold); where the target failed on
+  some molecules, a last column ``failure`` says why
 - ``pairs.png``      start -> best of the largest improvements (drawn when the run ends)
 - ``summary.json``   success rate, improvement mean +- sd over all molecules (failures as 0) and over
-  the successes, the molecules not encoded with their reasons, the protocol and the settings
+  the successes, the molecules not encoded with their reasons, the target's failed calls (how many,
+  the last reason), the protocol and the settings
 
 The standard deviations are population ones (numpy's default, ddof=0).
 """
@@ -81,11 +83,13 @@ def candidates_csv(records: Sequence[dict[str, Any]]) -> str:
     """candidates.csv: every distinct molecule scored, per starting molecule in the order found."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["start_index", "start", "round", "smiles", "score", "similarity", "feasible"])
+    failures = any("failure" in c for r in records for c in r["candidates"])  # a last column, where the target failed
+    writer.writerow(["start_index", "start", "round", "smiles", "score", "similarity", "feasible",
+                     *(["failure"] if failures else [])])  # fmt: skip
     for r in records:
         for c in r["candidates"]:
             writer.writerow([r["index"], r["start"], c["round"], c["smiles"], _number(c["score"]), _number(c["similarity"]),
-                             int(c["feasible"])])  # fmt: skip
+                             int(c["feasible"]), *([c.get("failure", "")] if failures else [])])  # fmt: skip
     return buffer.getvalue()
 
 
@@ -103,6 +107,7 @@ def lead_summary(
     not_encoded = [{"index": r["index"], "start": r["start"], "reason": r["reason"]}
                    for r in records if r["reason"].startswith("not encoded")]  # fmt: skip
     done = len(records)
+    failed_calls = [reason for r in records for reason in r.get("target_failures", [])]  # none in runs saved before
     return {
         "protocol": (
             f"target {target.name!r}; Tanimoto similarity of {config.fingerprint} fingerprints (radius 2) >= "
@@ -127,6 +132,7 @@ def lead_summary(
         "scored_mean": float(np.mean([r["scored"] for r in records])) if records else None,
         "seconds": float(sum(r["seconds"] for r in records)),
         "not_encoded": not_encoded,
+        "target_failures": {"calls": len(failed_calls), "last": failed_calls[-1] if failed_calls else None},
         "settings": {"target": target.name, **config.to_dict()},
     }
 

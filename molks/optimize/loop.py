@@ -13,6 +13,12 @@ The loop works in values to maximise only: the target's scores become values onc
 saves ``state.safetensors`` and has :mod:`molks.optimize.report` render the report from it
 (``candidates.csv``, ``summary.json``, ``best_molecules.png``, ``best_score.png``).
 
+With two or three targets (``target=["logp", "qed", "sa"]``) the same loop optimises them
+together (:mod:`molks.optimize.multiobjective`): values are [N, M], a GP per objective, qLogNEHVI
+proposals, and the hypervolume above a reference point fixed from the starting pool (saved in the
+state) takes the place of the best score; the report adds the Pareto front
+(:mod:`molks.optimize.report`).
+
 Invalid proposals (not decodable, or not an item of the model's domain, e.g. not a molecule RDKit
 reads) are kept in the GP's data with the worst value of the starting pool (as the Grammar VAE
 protocol does), so the GP learns to avoid regions that do not decode; targets with an
@@ -51,6 +57,15 @@ from molks.optimize.guard import (
     Scores,
     TargetRunner,
     open_target,
+)
+from molks.optimize.multiobjective import (
+    REFERENCE_RULE,
+    Objectives,
+    fit_surrogates,
+    hypervolume,
+    open_objectives,
+    propose_pareto,
+    reference_point,
 )
 from molks.optimize.oracle import OracleLedger
 from molks.optimize.report import write_report
@@ -196,7 +211,7 @@ def optimize(
     model: LatentModel,
     pool: Sequence[str],
     out_dir: str | os.PathLike[str],
-    target: Target | str | TargetRunner = "logp",
+    target: Target | str | TargetRunner | Sequence[Target | str] | Objectives = "logp",
     config: OptimizeConfig = OptimizeConfig(),
     *,
     resume: bool = False,
@@ -215,10 +230,17 @@ def optimize(
 
     ``target``: a built-in name, ``"package.module:function"`` (run in a worker process, see
     :mod:`molks.optimize.guard`), a :class:`Target`, or a runner from
-    :func:`~molks.optimize.guard.open_target` (left open for the caller to close).
+    :func:`~molks.optimize.guard.open_target` (left open for the caller to close); a list or tuple
+    of 2 or 3 of those names or targets (or :class:`~molks.optimize.multiobjective.Objectives`)
+    optimises them together (see the module's docstring).
     """
     before = torch.get_num_threads()
-    runner = target if isinstance(target, TargetRunner) else open_target(target, config.target_timeout)
+    if isinstance(target, (TargetRunner, Objectives)):
+        runner: TargetRunner | Objectives = target
+    elif isinstance(target, (list, tuple)):
+        runner = open_objectives(target, config.target_timeout)
+    else:
+        runner = open_target(target, config.target_timeout)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
@@ -237,7 +259,7 @@ def _optimize(
     model: LatentModel,
     pool: Sequence[str],
     out: Path,
-    runner: TargetRunner,
+    runner: TargetRunner | Objectives,
     config: OptimizeConfig,
     resume: bool,
     pool_file: tuple[str, str | None],
@@ -246,6 +268,8 @@ def _optimize(
 ) -> dict[str, Any]:
     target = runner.target
     pool_source, pool_sha256 = pool_file
+    if isinstance(runner, Objectives) and config.surrogate.kind == "auto":
+        raise OptimizeError("surrogate 'auto' picks one GP kind for one target; with several targets choose exact or variational")
     _check_out_folder(out)  # again, under the lock
     state_path = out / STATE_FILE
     model_file = model.run_dir / "model.safetensors"
@@ -360,15 +384,15 @@ def _check_same_pool(out: Path, saved: dict[str, Any], source: str, sha256: str 
 def _report_iteration(last: dict[str, Any], config: OptimizeConfig, bar: Any, log: Callable[[str], None]) -> None:
     """One log line (and the progress bar's step) for the iteration just finished."""
     seconds = last["seconds"]
-    best = _fmt(last["best_so_far"])
+    best = f"best {_fmt(last['best_so_far'])}" if "hypervolume" not in last else f"hypervolume {last['hypervolume']:.4g}"
     if bar is not None:
         bar.update(1 if config.budget is None else last["oracle_calls"])
-        bar.set_postfix_str(f"best {best}, valid {last['valid']}/{last['proposals']}")
+        bar.set_postfix_str(f"{best}, valid {last['valid']}/{last['proposals']}")
     where = (f"{last['iteration']}/{config.iterations}" if config.budget is None
              else f"{last['iteration']} (oracle calls {last['oracle_calls_total']}/{config.budget})")
     log(
         f"iteration {where}: valid {last['valid']}/{last['proposals']}, "
-        f"best {best}, {seconds['total']:.1f} s (fit {seconds['fit']:.1f}, propose {seconds['propose']:.1f}, "
+        f"{best}, {seconds['total']:.1f} s (fit {seconds['fit']:.1f}, propose {seconds['propose']:.1f}, "
         f"decode {seconds['decode']:.1f}, score {seconds['score']:.1f})"
     )
     if last.get("failed"):  # the target failed on some proposals: said, and the run goes on
@@ -380,7 +404,7 @@ def _report_iteration(last: dict[str, Any], config: OptimizeConfig, bar: Any, lo
 def _start(
     model: LatentModel,
     pool: Sequence[str],
-    runner: TargetRunner,
+    runner: TargetRunner | Objectives,
     config: OptimizeConfig,
     identity: dict[str, Any],
     pool_source: str,
@@ -418,7 +442,10 @@ def _start(
     X = Z[keep]
     Y = torch.tensor([values[i] for i in keep], dtype=torch.float64)
     rows = [_row(0, texts[i], scored[i]) for i in keep]
-    fill = float(Y.min()) if target.invalid_score is None else _values(target, [None])[0]
+    if isinstance(target, Objectives):
+        fill: float | list[float] | None = target.fill_values(Y)
+    else:
+        fill = float(Y.min()) if target.invalid_score is None else _values(target, [None])[0]
     box = bounding_box(X, config.acquisition.margin)
     meta: dict[str, Any] = {
         "version": STATE_VERSION,
@@ -435,7 +462,19 @@ def _start(
         "pool_seconds": 0.0,
         "heldout": None,
     }
-    if config.heldout or config.surrogate.kind == "auto":
+    if isinstance(target, Objectives):
+        ref = reference_point(Y)
+        meta["objectives"] = {"names": target.name, "maximize": target.maximize, "reference_point": ref.tolist(),
+                              "reference_rule": REFERENCE_RULE, "pool_hypervolume": hypervolume(Y, ref)}  # fmt: skip
+        log(f"reference point (values to maximise: {', '.join(target.name)}): "
+            + ", ".join(f"{v:.4g}" for v in ref.tolist()) + f"; pool hypervolume {meta['objectives']['pool_hypervolume']:.4g}")
+    if config.heldout and isinstance(target, Objectives):
+        meta["heldout"] = {name: heldout_metrics(X, Y[:, j], box, config.surrogate, seed=config.seed)
+                           for j, name in enumerate(target.name)}  # fmt: skip
+        for name, metrics in meta["heldout"].items():
+            log(f"held-out GP metrics of {name} (10%): " + ", ".join(
+                f"{k}: RMSE {m['rmse']:.3f}, LL {m['log_likelihood']:.3f}, {m['seconds']:.1f} s" for k, m in metrics.items()))
+    elif config.heldout or config.surrogate.kind == "auto":
         metrics = heldout_metrics(X, Y, box, config.surrogate, seed=config.seed)
         meta["heldout"] = metrics
         log("held-out GP metrics (10%): " + ", ".join(
@@ -449,7 +488,7 @@ def _start(
 
 
 def _iterate(
-    state: OptimizationState, model: LatentModel, runner: TargetRunner, config: OptimizeConfig, iteration: int,
+    state: OptimizationState, model: LatentModel, runner: TargetRunner | Objectives, config: OptimizeConfig, iteration: int,
     ledger: OracleLedger,
 ) -> None:
     """One round: fit, propose, decode, score, append (state is updated in place). Items scored
@@ -459,13 +498,19 @@ def _iterate(
     acq = config.acquisition
     t0 = time.perf_counter()
     warm = state.gp if config.surrogate.warm_start else None
-    surrogate = fit_surrogate(
+    multi = state.meta.get("objectives")  # several targets: a GP each, qLogNEHVI, the hypervolume
+    fit = fit_surrogate if multi is None else fit_surrogates
+    surrogate = fit(
         state.X, state.Y, state.box, config.surrogate, seed=seed, kind=state.meta["surrogate_kind"], warm_start=warm
     )
     state.gp = surrogate.hyperparameters()
     t1 = time.perf_counter()
     region = TrustRegion.from_dict(state.meta["trust_region"])
-    proposal = propose(surrogate.model, state.X, state.Y, state.box, acq, seed=seed, trust_region=region)
+    if multi is None:
+        proposal = propose(surrogate.model, state.X, state.Y, state.box, acq, seed=seed, trust_region=region)
+    else:
+        ref = torch.tensor(multi["reference_point"], dtype=torch.float64)
+        proposal = propose_pareto(surrogate.model, state.X, state.Y, state.box, ref, acq, seed=seed, trust_region=region)
     t2 = time.perf_counter()
     if config.beam_width:
         strings = model.decode(proposal.X.float(), beam_width=config.beam_width)
@@ -485,15 +530,22 @@ def _iterate(
     Y_new = torch.tensor([fill if v is None else v for v in values], dtype=torch.float64)
     t4 = time.perf_counter()
 
-    best_before = float(state.Y.max())
-    improved = bool(any(v is not None and v > best_before for v in values))
+    if multi is None:
+        best_before = float(state.Y.max())
+        improved = bool(any(v is not None and v > best_before for v in values))
+    else:  # the hypervolume of the valid values, before and with this batch
+        valid_rows = torch.tensor([row["valid"] for row in state.rows], dtype=torch.bool)
+        new = [v for v in values if v is not None]
+        before = hypervolume(state.Y[valid_rows], ref)
+        after = hypervolume(torch.cat([state.Y[valid_rows], torch.tensor(new, dtype=torch.float64).reshape(-1, state.Y.shape[1])]), ref)
+        improved = after > before
     if acq.region == "trust-region":
         region.history.append(region.length)
         region.update(improved, acq)
     state.X = torch.cat([state.X, codes])
     state.Y = torch.cat([state.Y, Y_new])
     state.rows.extend(_row(iteration, s, r, f) for s, r, f in zip(strings, scored, failures))
-    best = state.best(pool=False)
+    best = state.best(pool=False) if multi is None else None
     state.meta["trust_region"] = region.to_dict()
     state.meta["completed"] = iteration
     state.meta["oracle_calls"] = ledger.calls
@@ -503,6 +555,7 @@ def _iterate(
         "valid": sum(r is not None for r in scored),
         "improved": improved,
         "best_so_far": None if best is None else best["score"],
+        **({} if multi is None else {"hypervolume": after}),
         "acq_value": proposal.acq_value,
         "region_volume_fraction": float(((proposal.bounds[1] - proposal.bounds[0]) / (state.box[1] - state.box[0])).log().sum().exp()),
         "failed": sum(f is not None for f in failures),
@@ -517,8 +570,11 @@ def _iterate(
     })  # fmt: skip
 
 
-def _values(target: Target, scored: Sequence[Terms | None]) -> list[float | None]:
-    """Values to maximise of scored texts (None: left out): the one place scores become values."""
+def _values(target: Target | Objectives, scored: Sequence[Terms | None]) -> list[Any]:
+    """Values to maximise of scored texts (None: left out): the one place scores become values
+    (for several targets a list per text, one value per target)."""
+    if isinstance(target, Objectives):
+        return target.values(scored)
     return target.objective([None if terms is None else terms["score"] for terms in scored])
 
 

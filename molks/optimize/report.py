@@ -16,6 +16,16 @@ Files written (atomically) in the run's folder:
 
 "Best" is always the highest value of the state (a value to maximise); the numbers shown are the
 target's scores, in its own direction.
+
+A run of several targets (:mod:`molks.optimize.multiobjective`) has no single best; its report is
+``candidates.csv`` (a column per target instead of ``score``), ``summary.json`` (the reference
+point, the hypervolume per iteration, the Pareto front), and
+
+- ``pareto.csv``         one row per non-dominated item of everything scored (pool included):
+  smiles (string for text), each target's score, the iteration that found it
+- ``pareto.png``         every scored item by its scores (a panel per pair of targets), the front highlighted
+- ``hypervolume.csv``    per iteration (0 = the pool) the oracle calls so far and the hypervolume
+- ``hypervolume.png``    the hypervolume against the oracle calls
 """
 
 from __future__ import annotations
@@ -32,9 +42,18 @@ import numpy as np
 from molks.domain import Domain, domain_named
 from molks.drawing import DrawingError, draw_text_table, figure, save_figure
 from molks.files import atomic_write_text
+from molks.optimize.multiobjective import pareto_mask
 from molks.optimize.state import STATE_FILE, OptimizationState
 
-__all__ = ["BEST_SHOWN", "candidates_csv", "plot_best_score", "render_report", "summary", "write_report"]
+__all__ = [
+    "BEST_SHOWN",
+    "candidates_csv",
+    "pareto_front",
+    "plot_best_score",
+    "render_report",
+    "summary",
+    "write_report",
+]
 
 BEST_SHOWN = 12  # proposals drawn in best_molecules.png
 
@@ -47,7 +66,10 @@ def render_report(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_report(out: Path, state: OptimizationState) -> dict[str, Any]:
-    """Write candidates.csv, summary.json, best_score.png and best_molecules.png; returns the summary."""
+    """Write candidates.csv, summary.json, best_score.png and best_molecules.png (several targets:
+    the Pareto files instead of the last two); returns the summary."""
+    if state.objectives is not None:
+        return _write_pareto_report(out, state)
     atomic_write_text(out / "candidates.csv", candidates_csv(state))
     result = summary(state)
     atomic_write_text(out / "summary.json", json.dumps(result, indent=2) + "\n")
@@ -100,15 +122,16 @@ def summary(state: OptimizationState) -> dict[str, Any]:
 def candidates_csv(state: OptimizationState) -> str:
     """candidates.csv: one line per evaluated code, in the order evaluated."""
     extra = state.term_names()
+    scores = extra if state.objectives is not None else ["score", *extra]  # several targets: a column each
     failures = any("failure" in row for row in state.rows)  # a last column, where the target failed on some
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["iteration", *(f"z{j}" for j in range(state.X.shape[1])), "string", "valid", "score", *extra,
+    writer.writerow(["iteration", *(f"z{j}" for j in range(state.X.shape[1])), "string", "valid", *scores,
                      *(["failure"] if failures else [])])  # fmt: skip
     for x, row in zip(state.X.tolist(), state.rows):
         writer.writerow([
             row["iteration"], *(f"{v:.8g}" for v in x), row["string"], int(row["valid"]),
-            *("" if row.get(k) is None else repr(float(row[k])) for k in ("score", *extra)),
+            *("" if row.get(k) is None else repr(float(row[k])) for k in scores),
             *([row.get("failure", "")] if failures else []),
         ])  # fmt: skip
     return buffer.getvalue()
@@ -171,3 +194,149 @@ def _settings(state: OptimizationState) -> dict[str, Any]:
     identity = state.meta["identity"]
     return {"target": identity["target"], "iterations": state.meta["completed"], **identity["config"],
             "processes": None, "threads": None}  # fmt: skip
+
+
+# ---------------------------------------------------------------- several targets
+
+
+def pareto_front(state: OptimizationState) -> list[dict[str, Any]]:
+    """The non-dominated items of everything valid in a multi-objective state (pool included), each
+    once (an item written two ways: its first row), best in the first target first: per item its
+    string, each target's score and the iteration that found it."""
+    names = state.objectives["names"]  # type: ignore[index]
+    domain = _domain(state)
+    first: dict[str, int] = {}
+    for i, row in enumerate(state.rows):
+        if row["valid"]:
+            first.setdefault(domain.canonical(row["string"]) or row["string"], i)
+    kept = list(first.values())
+    if not kept:
+        return []
+    Y = state.Y[kept]
+    front = [kept[k] for k in np.flatnonzero(pareto_mask(Y).numpy())]
+    front.sort(key=lambda i: (-float(state.Y[i, 0]), i))
+    return [{"string": state.rows[i]["string"], **{n: state.rows[i][n] for n in names}, "iteration": state.rows[i]["iteration"]}
+            for i in front]  # fmt: skip
+
+
+def _hypervolumes(state: OptimizationState) -> list[dict[str, Any]]:
+    """Per iteration (0: the pool) the oracle calls so far and the hypervolume of everything valid."""
+    objectives = state.objectives or {}
+    pool_calls = state.meta["oracle_calls"] if not state.meta["iterations"] else (
+        state.meta["iterations"][0]["oracle_calls_total"] - state.meta["iterations"][0]["oracle_calls"])
+    rows = [{"iteration": 0, "oracle_calls": pool_calls, "hypervolume": objectives["pool_hypervolume"]}]
+    rows += [{"iteration": it["iteration"], "oracle_calls": it["oracle_calls_total"], "hypervolume": it["hypervolume"]}
+             for it in state.meta["iterations"]]  # fmt: skip
+    return rows
+
+
+def _write_pareto_report(out: Path, state: OptimizationState) -> dict[str, Any]:
+    front = pareto_front(state)
+    names = state.objectives["names"]  # type: ignore[index]
+    atomic_write_text(out / "candidates.csv", candidates_csv(state))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["smiles" if _domain(state).molecular else "string", *names, "iteration"])
+    for item in front:
+        writer.writerow([item["string"], *(repr(float(item[n])) for n in names), item["iteration"]])
+    atomic_write_text(out / "pareto.csv", buffer.getvalue())
+    curve = _hypervolumes(state)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["iteration", "oracle_calls", "hypervolume"])
+    for point in curve:
+        writer.writerow([point["iteration"], point["oracle_calls"], repr(float(point["hypervolume"]))])
+    atomic_write_text(out / "hypervolume.csv", buffer.getvalue())
+    result = _pareto_summary(state, front, curve)
+    atomic_write_text(out / "summary.json", json.dumps(result, indent=2) + "\n")
+    _plot_pareto(out / "pareto.png", state, front)
+    _plot_hypervolume(out / "hypervolume.png", curve)
+    return result
+
+
+def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json of a run of several targets (its keys and their order are the file's format)."""
+    settings = _settings(state)
+    objectives = state.objectives or {}
+    names, maximize = objectives["names"], objectives["maximize"]
+    proposals = [r for r in state.rows if r["iteration"] > 0]
+    valid = [r for r in proposals if r["valid"]]
+    iterations = state.meta["iterations"]
+    ref = objectives["reference_point"]
+    return {
+        "targets": names,
+        "maximize": maximize,
+        "reference_point": {n: v if up else -v for n, v, up in zip(names, ref, maximize)},  # in each target's own direction
+        "reference_point_values": ref,  # the values to maximise (minimised targets negated) the hypervolume is measured in
+        "reference_rule": objectives["reference_rule"],
+        "hypervolume": curve[-1]["hypervolume"],
+        "pool_hypervolume": objectives["pool_hypervolume"],
+        "hypervolume_per_iteration": [point["hypervolume"] for point in curve[1:]],
+        "iterations_completed": state.meta["completed"],
+        "oracle_calls": state.meta.get("oracle_calls"),  # distinct items scored (by every target), the pool's included
+        "proposals": len(proposals),
+        "valid_proposals": len(valid),
+        "fraction_valid": len(valid) / len(proposals) if proposals else None,
+        "pareto_size": len(front),
+        "pareto_from_proposals": sum(item["iteration"] > 0 for item in front),
+        "pareto_front": front,
+        "pool": state.meta["pool"],
+        "surrogate_kind": state.meta["surrogate_kind"],
+        "heldout_metrics": state.meta["heldout"],
+        "seconds_pool": state.meta["pool_seconds"],
+        "seconds_per_iteration": [it["seconds"]["total"] for it in iterations],
+        "iterations": iterations,
+        "trust_region": state.meta["trust_region"] if settings["acquisition"]["region"] == "trust-region" else None,
+        "settings": settings,
+        "note": ("a GP per target, batches of qLogNEHVI built sequentially greedy (the batch strategy does not apply); "
+                 "the hypervolume is of the values to maximise (minimised targets negated) above reference_point_values; "
+                 + (f"each proposal decoded by a beam search of width {settings['beam_width']}"
+                    if settings.get("beam_width") else
+                    f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept")),
+    }  # fmt: skip
+
+
+def _axis_label(name: str, maximize: bool) -> str:
+    return name + ("" if maximize else " (lower is better)")
+
+
+def _plot_pareto(path: Path, state: OptimizationState, front: list[dict[str, Any]]) -> None:
+    """Every valid scored item by its scores, the pool grey and the proposals coloured by iteration,
+    the Pareto front circled in red: one panel for two targets, one per pair for three."""
+    objectives = state.objectives or {}
+    names, maximize = objectives["names"], objectives["maximize"]
+    rows = [r for r in state.rows if r["valid"]]
+    pairs = [(a, b) for a in range(len(names)) for b in range(a + 1, len(names))]
+    fig = figure(4.2 * len(pairs), 3.8)
+    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
+    pool = [r for r in rows if r["iteration"] == 0]
+    found = [r for r in rows if r["iteration"] > 0]
+    for ax, (a, b) in zip(axes, pairs):
+        x, y = names[a], names[b]
+        ax.scatter([r[x] for r in pool], [r[y] for r in pool], s=8, color="lightgrey", label="starting pool")
+        if found:
+            points = ax.scatter([r[x] for r in found], [r[y] for r in found], s=14, c=[r["iteration"] for r in found],
+                                cmap="viridis", label="proposals")  # fmt: skip
+            if ax is axes[-1]:
+                ticks = sorted({r["iteration"] for r in found})
+                fig.colorbar(points, ax=ax, label="iteration", ticks=ticks if len(ticks) <= 10 else None)
+        ax.scatter([f[x] for f in front], [f[y] for f in front], s=40, facecolors="none", edgecolors="red",
+                   linewidths=1.2, label="Pareto front")  # fmt: skip
+        ax.set_xlabel(_axis_label(x, maximize[a]))
+        ax.set_ylabel(_axis_label(y, maximize[b]))
+    axes[0].legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _plot_hypervolume(path: Path, curve: list[dict[str, Any]]) -> None:
+    """The hypervolume of everything scored against the oracle calls, the pool's as a line."""
+    fig = figure(5, 3.5)
+    ax = fig.subplots()
+    ax.plot([p["oracle_calls"] for p in curve], [p["hypervolume"] for p in curve], marker="o", label="all scored")
+    ax.axhline(curve[0]["hypervolume"], color="grey", linestyle="--", label="starting pool")
+    ax.set_xlabel("oracle calls")
+    ax.set_ylabel("hypervolume")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    save_figure(fig, path)

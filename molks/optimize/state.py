@@ -3,7 +3,10 @@ it and for rendering its report.
 
 Every value in it is a value to maximise: the target's direction is applied once, when scores
 become values (:meth:`molks.optimize.targets.Target.objective`), and the rows keep the scores as
-the target gave them, for the report.
+the target gave them, for the report. A run of several targets
+(:mod:`molks.optimize.multiobjective`) has values [N, M], rows with each target's score under its
+name, and ``meta["objectives"]``: the targets, their directions and the reference point of the
+hypervolume, fixed when the run started.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class OptimizationState:
     """Everything evaluated so far; ``rows`` align with ``X`` and ``Y``.
 
     X: [N, D] float64 codes. Y: [N] float64 values to maximise (an invalid proposal: the fill
-    value). box: [2, D] the bounding box of the pool's codes. rows: per code its iteration
+    value); [N, M] for M targets optimised together. box: [2, D] the bounding box of the pool's codes. rows: per code its iteration
     (0 = the starting pool), string, valid, and the target's named score terms ("score" and any
     others; none when invalid). meta: identity, settings, completed iterations, fill value, trust
     region, timings, held-out metrics. gp: the last fit's hyperparameters (a warm start).
@@ -57,9 +60,17 @@ class OptimizationState:
             raise CheckpointError(f"{path}: inconsistent or unsupported optimisation state")
         return state
 
+    @property
+    def objectives(self) -> dict[str, Any] | None:
+        """A multi-objective run's targets, directions and reference point (None: one target)."""
+        return self.meta.get("objectives")
+
     def ranked(self, *, pool: bool) -> list[dict[str, Any]]:
         """The valid rows of the starting pool (``pool=True``) or of the proposals, best first
-        (highest value; ties: the earlier iteration, then the earlier row)."""
+        (highest value; ties: the earlier iteration, then the earlier row). One target only: several
+        have a Pareto front instead (:mod:`molks.optimize.report`)."""
+        if self.Y.ndim != 1:
+            raise ValueError("ranked: a run of several targets has no single best; see its Pareto front")
         values = self.Y.tolist()
         kept = [i for i, row in enumerate(self.rows) if row["valid"] and (row["iteration"] == 0) == pool]
         return [self.rows[i] for i in sorted(kept, key=lambda i: (-values[i], self.rows[i]["iteration"]))]

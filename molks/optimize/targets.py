@@ -206,6 +206,11 @@ def _qed_batch(smiles: list[str]) -> list[float | None]:
     return [qed(s) for s in smiles]
 
 
+def _sa_batch(smiles: list[str]) -> list[float | None]:
+    mols = [read_smiles(s) for s in smiles]
+    return [None if mol is None else sa_score(mol) for mol in mols]
+
+
 # ---------------------------------------------------------------- expressions
 
 EXPRESSION_WORST = 1000.0  # the GVAE's cap on the pointwise squared error
@@ -369,6 +374,8 @@ class _CheckedScore:
 BUILTIN_TARGETS: dict[str, Target] = {
     "logp": Target("logp", _penalized_logp_batch, maximize=True, invalid_score=None, terms=_penalized_logp_terms_batch),
     "qed": Target("qed", _qed_batch, maximize=True, invalid_score=None),
+    # RDKit Contrib's synthetic accessibility, 1 (easy) .. 10 (hard): minimised (enters BO as -SA).
+    "sa": Target("sa", _sa_batch, maximize=False, invalid_score=None),
     "expression": Target(
         "expression", _expression_batch, maximize=False, invalid_score=math.log1p(EXPRESSION_WORST)
     ),

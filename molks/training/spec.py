@@ -159,6 +159,16 @@ def default_run_dir(data: str | os.PathLike[str], regularizer: str) -> Path:
     return Path("runs") / f"{Path(data).name.split('.')[0]}-{regularizer}"
 
 
+def fine_tuning_length(init_from: str | os.PathLike[str]) -> int | None:
+    """The sequence length a fine-tuning of ``init_from`` must keep: its own where its weights'
+    shapes depend on it (longer items are then skipped as too long), else None (the data's)."""
+    from molks.model.networks import NetworkConfig
+    from molks.runs import RunDir
+
+    network = NetworkConfig.from_dict(RunDir.resolve(init_from).read_config()["model"]["network"])
+    return None if network.length_free else network.max_length
+
+
 def train_from_file(
     data: str | os.PathLike[str],
     spec: TrainingSpec,
@@ -197,8 +207,7 @@ def train_from_file(
     if not resume:  # a folder of the user's files: refused now, not after minutes of data loading
         check_new_run_folder(run.path)
     grammar = Grammar.load("smiles" if spec.grammar == CHARACTERS else spec.grammar)
-    # Fine-tuning keeps the network's sequence length: longer items are skipped as too long.
-    max_length = RunDir.resolve(init_from).read_config()["model"]["network"]["max_length"] if init_from else None
+    max_length = fine_tuning_length(init_from) if init_from else None
     dataset = load_dataset(path, grammar, column=column, canonicalize=canonicalize, processes=processes,
                            max_length=max_length, use_cache=use_cache, progress=progress is not False)  # fmt: skip
     summary = dataset.summary(n_failures=5)

@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ from molks.progress import Heartbeat, progress_bar, showing
 from molks.runs import RunDir
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_weights, verify_weights
 from molks.training.errors import TrainingError
+from molks.training.run_state import RunState
 
 if TYPE_CHECKING:
     from molks.training.spec import TrainConfig
@@ -152,15 +153,7 @@ def _train(
     log = log or (lambda message: print(message, file=sys.stderr))
     world, rank = _distributed_setup(train_config)
     device = resolve_device(train_config.device) if world == 1 else _distributed_device(train_config, rank)
-    if sequences.ndim != 2 or sequences.shape[0] != len(texts):
-        raise TrainingError(f"sequences must be [N, L] with N = len(texts), got {sequences.shape} for {len(texts)} texts")
-    if sequences.shape[1] != model_config.network.max_length:
-        raise TrainingError(
-            f"sequences have length {sequences.shape[1]} but the model expects {model_config.network.max_length}"
-        )
-    if train_config.batch_size % world:
-        raise TrainingError(f"batch size {train_config.batch_size} is not divisible by {world} processes")
-
+    _check_inputs(sequences, texts, model_config, train_config, world)
     config_doc = {
         "model": model_config.to_dict(),
         "train": asdict(train_config),
@@ -171,7 +164,53 @@ def _train(
     initial = initial_weights(init_from, model_config) if init_from is not None else None
     if initial is not None:
         config_doc["init_from"] = initial[1]
-    checkpoint_path = run.checkpoint
+    split = _prepare_run_folder(run, config_doc, grammar, texts, train_config, resume, rank, world)
+
+    torch.manual_seed(train_config.seed)
+    model = Autoencoder(model_config, grammar).to(device)
+    optimizer = make_optimizer(model, train_config)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=train_config.lr_factor, patience=train_config.lr_patience
+    )
+    if initial is not None and not (resume and run.checkpoint.exists()):
+        try:
+            model.load_state_dict({**model.state_dict(), **initial[0]})
+        except RuntimeError as err:  # e.g. a variational encoder's two heads against a deterministic one
+            raise TrainingError(f"--init-from {init_from}: its weights do not fit this model ({err})") from None
+        log(f"starting from the weights of {initial[1]['run']} (epoch {initial[1]['epoch']})")
+    state, partial = _starting_state(run, model, optimizer, scheduler, resume, log)
+    session = _Session.make(run, train_config, config_doc, (model, optimizer, scheduler), (sequences, *split),
+                            device, (rank, world), log, progress)  # fmt: skip
+    while state.epoch < train_config.epochs and not state.stopped:
+        _train_epoch(session, state, partial)
+        partial = None  # an epoch a mid-epoch checkpoint left unfinished: only the first
+    if rank == 0:
+        _fit_ex_post(run, model, session.train_data, device, train_config.seed)
+    if world > 1:
+        dist.barrier()
+    return run.path
+
+
+def _check_inputs(
+    sequences: np.ndarray, texts: Sequence[str], model_config: ModelConfig, train_config: TrainConfig, world: int
+) -> None:
+    """Refuse sequences that do not fit the texts or the model, and a batch the processes cannot share."""
+    if sequences.ndim != 2 or sequences.shape[0] != len(texts):
+        raise TrainingError(f"sequences must be [N, L] with N = len(texts), got {sequences.shape} for {len(texts)} texts")
+    if sequences.shape[1] != model_config.network.max_length:
+        raise TrainingError(
+            f"sequences have length {sequences.shape[1]} but the model expects {model_config.network.max_length}"
+        )
+    if train_config.batch_size % world:
+        raise TrainingError(f"batch size {train_config.batch_size} is not divisible by {world} processes")
+
+
+def _prepare_run_folder(
+    run: RunDir, config_doc: dict[str, Any], grammar: Grammar, texts: Sequence[str], train_config: TrainConfig,
+    resume: bool, rank: int, world: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check the run folder (a run to resume, or a folder to start one in), write a new run's files
+    (rank 0; config.json last) and return the (train, validation) split of the texts' indices."""
     if resume:
         _check_resumable(run, config_doc)
     else:
@@ -180,7 +219,6 @@ def _train(
         run.write_config(config_doc)  # what differs is only what may (epochs, device, patience, ...)
     if world > 1:
         dist.barrier()  # every process has checked the run directory before rank 0 writes into it
-
     train_idx, val_idx = split_indices(len(texts), train_config.val_fraction, train_config.seed)
     if len(train_idx) < train_config.batch_size:
         raise TrainingError(
@@ -193,134 +231,175 @@ def _train(
         run.write_grammar(grammar)
         run.write_split([texts[i] for i in train_idx], [texts[i] for i in val_idx])
         run.write_config(config_doc)  # last: a config.json means the run's files are all there
+    return train_idx, val_idx
 
-    torch.manual_seed(train_config.seed)
-    model = Autoencoder(model_config, grammar).to(device)
-    optimizer = make_optimizer(model, train_config)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=train_config.lr_factor, patience=train_config.lr_patience
-    )
-    state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "bad_epochs": 0, "history": [], "stopped": False}
-    if initial is not None and not (resume and checkpoint_path.exists()):
-        try:
-            model.load_state_dict({**model.state_dict(), **initial[0]})
-        except RuntimeError as err:  # e.g. a variational encoder's two heads against a deterministic one
-            raise TrainingError(f"--init-from {init_from}: its weights do not fit this model ({err})") from None
-        log(f"starting from the weights of {initial[1]['run']} (epoch {initial[1]['epoch']})")
-    if resume and checkpoint_path.exists():
-        model_state, meta, optim_state = load_checkpoint(checkpoint_path)  # NaN or infinite values: refused
-        verify_weights(checkpoint_path)  # bytes changed since it was written: refused, not trained on
-        if optim_state is None or not isinstance(meta.get("scheduler"), dict) or not isinstance(meta.get("state"), dict):
-            raise CheckpointError(
-                f"{checkpoint_path}: not a training checkpoint (it holds no optimiser, scheduler or epoch state: "
-                "model weights only?); a run resumes only from the checkpoint molks train wrote there"
-            )
-        try:
-            model.load_state_dict(model_state)
-            optimizer.load_state_dict(optim_state)
-            scheduler.load_state_dict(meta["scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{checkpoint_path}: does not fit this model ({err})") from None
-        state = meta["state"]
-        log(f"resuming {run.path} after epoch {state['epoch']}")
-    elif resume:
-        log(f"resuming {run.path}: no epoch was saved yet, so training starts at epoch 1")
 
-    data = torch.from_numpy(np.ascontiguousarray(sequences))  # kept compact (e.g. int16); batches become long
-    train_data, val_data = data[torch.as_tensor(train_idx)], data[torch.as_tensor(val_idx)]
-    ddp_model: torch.nn.Module = model
-    gather = None
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        gather = _gather_with_grad
-    use_amp = train_config.amp and device.type == "cuda"
+def _starting_state(
+    run: RunDir, model: Autoencoder, optimizer: torch.optim.Optimizer, scheduler: Any, resume: bool,
+    log: Callable[[str], None],
+) -> tuple[RunState, dict[str, Any] | None]:
+    """(the run's state, how far its unfinished epoch got or None): a new run's, or with ``resume``
+    the state of ``checkpoints/last.safetensors``, whose tensors are loaded into the model and optimiser."""
+    checkpoint_path = run.checkpoint
+    if not (resume and checkpoint_path.exists()):
+        if resume:
+            log(f"resuming {run.path}: no epoch was saved yet, so training starts at epoch 1")
+        return RunState(), None
+    model_state, meta, optim_state = load_checkpoint(checkpoint_path)  # NaN or infinite values: refused
+    verify_weights(checkpoint_path)  # bytes changed since it was written: refused, not trained on
+    if optim_state is None or not isinstance(meta.get("scheduler"), dict) or not isinstance(meta.get("state"), dict):
+        raise CheckpointError(
+            f"{checkpoint_path}: not a training checkpoint (it holds no optimiser, scheduler or epoch state: "
+            "model weights only?); a run resumes only from the checkpoint molks train wrote there"
+        )
+    try:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        scheduler.load_state_dict(meta["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint_path}: does not fit this model ({err})") from None
+    try:
+        state, partial = RunState.from_meta(meta["state"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint_path}: its epoch state is unreadable ({type(err).__name__}: {err}); a run "
+                              "resumes only from the checkpoint molks train wrote there") from None  # fmt: skip
+    log(f"resuming {run.path} after epoch {state.epoch}")
+    return state, partial
 
-    partial = state.pop("partial", None)  # an epoch a mid-epoch checkpoint left unfinished
-    while state["epoch"] < train_config.epochs and not state["stopped"]:
-        epoch = state["epoch"] + 1
-        started = time.perf_counter()
-        torch.manual_seed(train_config.seed * 1_000_003 + epoch)  # reparameterisation noise of this epoch
-        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(train_config.seed * 7919 + epoch))
-        n_batches = len(train_data) // train_config.batch_size  # drop the last, smaller batch (GMM weights are per size)
-        sums: dict[str, float] = {}
-        first = 0
-        if partial is not None and partial["epoch"] == epoch:
-            first, sums = partial["batches"], dict(partial["sums"])
-            started -= partial["seconds"]
-            set_random_state(partial["random"], device)
-            log(f"resuming epoch {epoch} at batch {first + 1} of {n_batches}")
-        partial = None
-        checkpoint_clock = Heartbeat(60 * train_config.checkpoint_minutes)
-        model.train()
-        shown = rank == 0 and showing(progress)
-        bar = progress_bar(n_batches * train_config.batch_size, f"epoch {epoch}/{train_config.epochs}", shown,
-                           unit="mol", unit_scale=True)  # fmt: skip
-        # Without a terminal (nohup, CI) no bar shows: a line a minute says how far the epoch is.
-        heartbeat = Heartbeat(PROGRESS_LINE_SECONDS) if rank == 0 and progress is not False and not shown else None
-        bar.update(first * train_config.batch_size)
+
+@dataclass
+class _Session:
+    """What every epoch of one training call works with."""
+
+    run: RunDir
+    config: TrainConfig
+    config_doc: dict[str, Any]
+    model: Autoencoder
+    ddp_model: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # ReduceLROnPlateau
+    train_data: torch.Tensor
+    val_data: torch.Tensor
+    device: torch.device
+    rank: int
+    world: int
+    log: Callable[[str], None]
+    progress: bool | None
+
+    @classmethod
+    def make(
+        cls, run: RunDir, config: TrainConfig, config_doc: dict[str, Any], trained: tuple[Autoencoder, Any, Any],
+        data: tuple[np.ndarray, np.ndarray, np.ndarray], device: torch.device, ranks: tuple[int, int],
+        log: Callable[[str], None], progress: bool | None,
+    ) -> _Session:
+        """``trained``: (model, optimiser, scheduler); ``data``: (sequences [N, L], train and validation indices)."""
+        model, optimizer, scheduler = trained
+        sequences, train_idx, val_idx = data
+        rank, world = ranks
+        data_tensor = torch.from_numpy(np.ascontiguousarray(sequences))  # kept compact (e.g. int16); batches become long
+        ddp_model: torch.nn.Module = model
+        if world > 1:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        return cls(run, config, config_doc, model, ddp_model, optimizer, scheduler, data_tensor[torch.as_tensor(train_idx)],
+                   data_tensor[torch.as_tensor(val_idx)], device, rank, world, log, progress)  # fmt: skip
+
+    @property
+    def gather(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        return _gather_with_grad if self.world > 1 else None
+
+    @property
+    def use_amp(self) -> bool:
+        return self.config.amp and self.device.type == "cuda"
+
+    def save_checkpoint(self, state: RunState, partial: dict[str, Any] | None = None) -> None:
+        """``checkpoints/last.safetensors`` (with its SHA-256 in ``checkpoints/last.sha256``, checked on --resume)."""
+        meta = {"config": self.config_doc, "state": state.to_meta(partial), "scheduler": self.scheduler.state_dict()}
+        save_weights(self.run.checkpoint, self.model.state_dict(), meta, self.optimizer.state_dict())
+
+
+def _train_epoch(s: _Session, state: RunState, partial: dict[str, Any] | None) -> None:
+    """Train the epoch after ``state.epoch`` (from where ``partial`` left it, if it is that epoch's),
+    validate, and record it in ``state`` and the run folder."""
+    epoch, config = state.epoch + 1, s.config
+    started = time.perf_counter()
+    torch.manual_seed(config.seed * 1_000_003 + epoch)  # reparameterisation noise of this epoch
+    order = torch.randperm(len(s.train_data), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
+    n_batches = len(s.train_data) // config.batch_size  # drop the last, smaller batch (GMM weights are per size)
+    sums: dict[str, float] = {}
+    first = 0
+    if partial is not None and partial["epoch"] == epoch:
+        first, sums = partial["batches"], dict(partial["sums"])
+        started -= partial["seconds"]
+        set_random_state(partial["random"], s.device)
+        s.log(f"resuming epoch {epoch} at batch {first + 1} of {n_batches}")
+    _train_batches(s, state, epoch, order, (first, n_batches), sums, started)
+    metrics = _epoch_metrics(s, epoch, n_batches, sums)
+    val_loss = metrics["val_total"]
+    s.scheduler.step(val_loss)
+    row = {"epoch": epoch, **metrics, "lr": s.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+    improved = state.end_epoch(epoch, val_loss, config.patience, row)
+    if s.rank == 0:
+        if improved:
+            save_weights(s.run.weights, s.model.state_dict(), {"config": s.config_doc, "epoch": epoch})
+        s.save_checkpoint(state)
+        s.run.write_metrics(state.history)
+        s.log(epoch_summary(row, config.epochs) + (" (best)" if improved else "")
+              + (" -- early stop" if state.stopped else ""))  # fmt: skip
+
+
+def _train_batches(
+    s: _Session, state: RunState, epoch: int, order: torch.Tensor, batches: tuple[int, int], sums: dict[str, float],
+    started: float,
+) -> None:
+    """Train on batches ``batches`` = (first, n) of the epoch's ``order``, adding the loss terms to
+    ``sums``, with a progress bar (or a line a minute), and a checkpoint every ``checkpoint_minutes``."""
+    first, n_batches = batches
+    config = s.config
+    checkpoint_clock = Heartbeat(60 * config.checkpoint_minutes)
+    s.model.train()
+    shown = s.rank == 0 and showing(s.progress)
+    bar = progress_bar(n_batches * config.batch_size, f"epoch {epoch}/{config.epochs}", shown,
+                       unit="mol", unit_scale=True)  # fmt: skip
+    # Without a terminal (nohup, CI) no bar shows: a line a minute says how far the epoch is.
+    heartbeat = Heartbeat(PROGRESS_LINE_SECONDS) if s.rank == 0 and s.progress is not False and not shown else None
+    bar.update(first * config.batch_size)
+    try:
         for b in range(first, n_batches):
-            batch = order[b * train_config.batch_size : (b + 1) * train_config.batch_size][rank::world]
-            x = train_data[batch].to(device, non_blocking=True).long()
-            terms = train_step(ddp_model, x, optimizer, train_config.clip_grad_norm, use_amp, gather)
+            batch = order[b * config.batch_size : (b + 1) * config.batch_size][s.rank :: s.world]
+            x = s.train_data[batch].to(s.device, non_blocking=True).long()
+            terms = train_step(s.ddp_model, x, s.optimizer, config.clip_grad_norm, s.use_amp, s.gather)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if not math.isfinite(sums["total"]):  # raised before any save: the last good checkpoint stays
-                bar.close()
-                raise _diverged(run, epoch, b + 1, n_batches, float(terms["total"].detach()))
-            bar.update(train_config.batch_size)
+                raise _diverged(s.run, epoch, b + 1, n_batches, float(terms["total"].detach()))
+            bar.update(config.batch_size)
             if shown:
                 bar.set_postfix_str(_running_terms(sums, b + 1), refresh=False)
             if heartbeat is not None and heartbeat.due():
-                log(_progress_line(epoch, b + 1, n_batches, time.perf_counter() - started, train_config.batch_size, sums))
-            if rank == 0 and b + 1 < n_batches and (train_config.checkpoint_minutes == 0 or checkpoint_clock.due()):
-                if not _weights_finite(model):  # this step diverged; its loss shows only on the next batch
-                    bar.close()
-                    raise _diverged(run, epoch, b + 1, n_batches, math.nan, "")
+                s.log(_progress_line(epoch, b + 1, n_batches, time.perf_counter() - started, config.batch_size, sums))
+            if s.rank == 0 and b + 1 < n_batches and (config.checkpoint_minutes == 0 or checkpoint_clock.due()):
+                if not _weights_finite(s.model):  # this step diverged; its loss shows only on the next batch
+                    raise _diverged(s.run, epoch, b + 1, n_batches, math.nan, "")
                 reached = {"epoch": epoch, "batches": b + 1, "sums": sums, "seconds": time.perf_counter() - started,
-                           "random": random_state(device)}  # fmt: skip
-                save_weights(  # with its SHA-256 in checkpoints/last.sha256, checked on --resume
-                    checkpoint_path,
-                    model.state_dict(),
-                    {"config": config_doc, "state": {**state, "partial": reached}, "scheduler": scheduler.state_dict()},
-                    optimizer.state_dict(),
-                )
+                           "random": random_state(s.device)}  # fmt: skip
+                s.save_checkpoint(state, reached)
+    finally:
         bar.close()
-        metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
-        metrics.update({f"val_{k}": v for k, v in _evaluate(model, val_data, train_config.batch_size, device, use_amp).items()})
-        val_loss = metrics["val_total"]
-        if not math.isfinite(val_loss):  # finite training losses but weights that now give NaN: saved neither
-            raise _diverged(run, epoch, n_batches, n_batches, val_loss, "validation ")
-        if world > 1:  # every process decides the same: the validation loss of rank 0
-            value = torch.tensor([val_loss], device=device)
-            dist.broadcast(value, 0)
-            val_loss = metrics["val_total"] = float(value)
-        scheduler.step(val_loss)
-        improved = val_loss < state["best_val"]
-        if improved:
-            state["best_val"], state["bad_epochs"] = val_loss, 0
-        else:
-            state["bad_epochs"] += 1
-        state["stopped"] = state["bad_epochs"] >= train_config.patience
-        state["epoch"] = epoch
-        row = {"epoch": epoch, **metrics, "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        state["history"].append(row)
-        if rank == 0:
-            if improved:
-                save_weights(run.weights, model.state_dict(), {"config": config_doc, "epoch": epoch})
-            save_weights(
-                checkpoint_path,
-                model.state_dict(),
-                {"config": config_doc, "state": state, "scheduler": scheduler.state_dict()},
-                optimizer.state_dict(),
-            )
-            run.write_metrics(state["history"])
-            log(epoch_summary(row, train_config.epochs) + (" (best)" if improved else "")
-                + (" -- early stop" if state["stopped"] else ""))  # fmt: skip
-    if rank == 0:
-        _fit_ex_post(run, model, train_data, device, train_config.seed)
-    if world > 1:
-        dist.barrier()
-    return run.path
+
+
+def _epoch_metrics(s: _Session, epoch: int, n_batches: int, sums: dict[str, float]) -> dict[str, float]:
+    """The epoch's mean training loss terms and its validation ones (``train_*``, ``val_*``); every
+    process gets rank 0's validation loss, so that all decide the same."""
+    metrics = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
+    metrics.update({f"val_{k}": v for k, v in _evaluate(s.model, s.val_data, s.config.batch_size, s.device, s.use_amp).items()})
+    val_loss = metrics["val_total"]
+    if not math.isfinite(val_loss):  # finite training losses but weights that now give NaN: saved neither
+        raise _diverged(s.run, epoch, n_batches, n_batches, val_loss, "validation ")
+    if s.world > 1:
+        value = torch.tensor([val_loss], device=s.device)
+        dist.broadcast(value, 0)
+        metrics["val_total"] = float(value)
+    return metrics
 
 
 def _weights_finite(model: torch.nn.Module) -> bool:
@@ -352,7 +431,10 @@ def initial_weights(init_from: str | os.PathLike[str], model_config: ModelConfig
         source_config = ModelConfig.from_dict(doc["model"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{source.config_file}: unreadable run configuration ({err})") from None
-    if source_config.network != model_config.network:
+    source_network = source_config.network
+    if source_network.length_free:  # the same weights read and write sequences of any length
+        source_network = replace(source_network, max_length=model_config.network.max_length)
+    if source_network != model_config.network:
         raise TrainingError(f"--init-from {init_from}: its network differs from this run's "
                             f"({source_config.network.to_dict()} vs {model_config.network.to_dict()})")  # fmt: skip
     if source_config.grammar_hash != model_config.grammar_hash:
