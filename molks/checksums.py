@@ -42,12 +42,12 @@ def write_checksummed(path: str | os.PathLike[str], data: bytes) -> None:
     atomic_write_text(record, f"{new}  {path.name}\n")
 
 
-def verify_checksum(path: str | os.PathLike[str], what: str = "the file") -> None:
-    """Refuse ``path`` if its SHA-256 is not one its record holds: a :class:`ChecksumError` naming
-    the file, the record and ``what`` the file is. A file without a record (written before records
-    existed) is not checked."""
+def verify_checksum(path: str | os.PathLike[str], what: str = "the file", record: str | os.PathLike[str] | None = None) -> None:
+    """Refuse ``path`` if its SHA-256 is not one its ``record`` (default :func:`record_of` ``path``)
+    holds: a :class:`ChecksumError` naming the file, the record and ``what`` the file is. A file
+    without a record (written before records existed) is not checked."""
     path = Path(path)
-    record = record_of(path)
+    record = record_of(path) if record is None else Path(record)
     if not record.is_file() or not path.is_file():
         return
     try:
@@ -65,6 +65,6 @@ def verify_checksum(path: str | os.PathLike[str], what: str = "the file") -> Non
     if actual not in recorded:
         raise ChecksumError(
             f"{path}: its SHA-256 {actual[:16]}... is not the {recorded[-1][:16]}... recorded in {record.name} when it "
-            f"was written: {what} was altered or damaged on disk (restore the file, or delete {record.name} if the "
-            "change is intended)"
+            f"was written: {what}, altered or damaged on disk since (restore the file, or delete {record.name} if "
+            "the change is intended)"
         )

@@ -483,8 +483,8 @@ def garble_record(path: Path) -> None:
 @pytest.mark.parametrize(
     ("alter", "reason"),
     [
-        (flip_a_byte, "the weights were altered or damaged on disk"),
-        (replace_the_weights, "the weights were altered or damaged on disk"),
+        (flip_a_byte, "the weights, altered or damaged on disk"),
+        (replace_the_weights, "the weights, altered or damaged on disk"),
         (garble_record, "holds no SHA-256 of model.safetensors"),
     ],
     ids=["flipped-byte", "replaced", "bad-record"],

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from molks.errors import MolksError
+from molks.checksums import ChecksumError, verify_checksum
 from molks.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
 
 __all__ = [
@@ -75,28 +76,10 @@ def verify_weights(path: Path) -> None:
     record (:func:`checksum_record`) holds (see :func:`save_weights`). Files without a record (written
     before records existed, or shipped without one) are not checked. Raises :class:`CheckpointError`
     naming the file."""
-    path = Path(path)
-    record = checksum_record(path)
-    if not record.is_file() or not path.is_file():
-        return  # no record to compare with; a missing weights file is load_checkpoint's to report
     try:
-        lines = record.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{record}: unreadable record of the weights' SHA-256 ({err})") from None
-    recorded = []
-    for line in lines:
-        digest, _, name = line.strip().partition("  ")
-        if name.lstrip("*") == path.name and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest.lower()):
-            recorded.append(digest.lower())
-    if not recorded:
-        raise CheckpointError(f"{record}: holds no SHA-256 of {path.name} (expected lines 'HEX  {path.name}')")
-    actual = file_sha256(path)
-    if actual not in recorded:
-        raise CheckpointError(
-            f"{path}: its SHA-256 {actual[:16]}... is not the {recorded[-1][:16]}... recorded in {record.name} when it "
-            f"was written: the weights were altered or damaged on disk (restore the file, or delete {record.name} "
-            "if the change is intended)"
-        )
+        verify_checksum(path, "the weights", record=checksum_record(Path(path)))
+    except ChecksumError as err:
+        raise CheckpointError(str(err)) from None
 
 
 WEIGHTS_RECORD = "weights.sha256"
