@@ -92,8 +92,6 @@ def summary(state: OptimizationState) -> dict[str, Any]:
         top.setdefault(key, {"string": r["string"], "score": r["score"], "iteration": r["iteration"],
                              **{k: r[k] for k in terms if k in r}})  # fmt: skip
     best_pool = state.best(pool=True)
-    iterations = state.meta["iterations"]
-    region = settings["acquisition"]["region"]
     return {
         "target": target,
         "maximize": maximize,
@@ -105,17 +103,8 @@ def summary(state: OptimizationState) -> dict[str, Any]:
         "average_valid_score": float(np.mean([r["score"] for r in valid])) if valid else None,
         "top": list(top.values())[: settings["top_k"]],
         "best_pool_score": None if best_pool is None else best_pool["score"],
-        "pool": state.meta["pool"],
-        "surrogate_kind": state.meta["surrogate_kind"],
-        "heldout_metrics": state.meta["heldout"],
-        "seconds_pool": state.meta["pool_seconds"],
-        "seconds_per_iteration": [it["seconds"]["total"] for it in iterations],
-        "iterations": iterations,
-        "trust_region": state.meta["trust_region"] if region == "trust-region" else None,
-        "settings": settings,
-        "note": (f"each proposal decoded by a beam search of width {settings['beam_width']}, the valid candidate whose code is nearest kept"
-                 if settings.get("beam_width") else
-                 f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept"),
+        **_run_record(state, settings),
+        "note": _decoding_note(settings),
     }
 
 
@@ -261,7 +250,6 @@ def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve
     names, maximize = objectives["names"], objectives["maximize"]
     proposals = [r for r in state.rows if r["iteration"] > 0]
     valid = [r for r in proposals if r["valid"]]
-    iterations = state.meta["iterations"]
     ref = objectives["reference_point"]
     return {
         "targets": names,
@@ -280,6 +268,18 @@ def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve
         "pareto_size": len(front),
         "pareto_from_proposals": sum(item["iteration"] > 0 for item in front),
         "pareto_front": front,
+        **_run_record(state, settings),
+        "note": ("a GP per target, batches of qLogNEHVI built sequentially greedy (the batch strategy does not apply); "
+                 "the hypervolume is of the values to maximise (minimised targets negated) above reference_point_values; "
+                 + _decoding_note(settings)),
+    }  # fmt: skip
+
+
+def _run_record(state: OptimizationState, settings: dict[str, Any]) -> dict[str, Any]:
+    """The part of summary.json every run has, in the file's order: pool, GP, timings, iterations,
+    trust region, settings."""
+    iterations = state.meta["iterations"]
+    return {
         "pool": state.meta["pool"],
         "surrogate_kind": state.meta["surrogate_kind"],
         "heldout_metrics": state.meta["heldout"],
@@ -288,12 +288,13 @@ def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve
         "iterations": iterations,
         "trust_region": state.meta["trust_region"] if settings["acquisition"]["region"] == "trust-region" else None,
         "settings": settings,
-        "note": ("a GP per target, batches of qLogNEHVI built sequentially greedy (the batch strategy does not apply); "
-                 "the hypervolume is of the values to maximise (minimised targets negated) above reference_point_values; "
-                 + (f"each proposal decoded by a beam search of width {settings['beam_width']}"
-                    if settings.get("beam_width") else
-                    f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept")),
-    }  # fmt: skip
+    }
+
+
+def _decoding_note(settings: dict[str, Any]) -> str:
+    if settings.get("beam_width"):
+        return f"each proposal decoded by a beam search of width {settings['beam_width']}, the valid candidate whose code is nearest kept"
+    return f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept"
 
 
 def _axis_label(name: str, maximize: bool) -> str:
