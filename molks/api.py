@@ -34,6 +34,7 @@ from molks.grammar import Grammar, GrammarError, pad_sequences
 from molks.grammar.cfg import not_text
 from molks.grammar.errors import NotTextError
 from molks.model.autoencoder import Autoencoder, ModelConfig
+from molks.model.names import LATENT_SOURCES
 from molks.model.prior import PriorError
 from molks.model.regularizers import ExPostGMM
 from molks.runs import RunDir
@@ -299,7 +300,7 @@ class LatentModel:
             if self.ex_post is None:
                 raise PriorError(f"{self.run_dir} has no ex-post GMM (ex_post_gmm.safetensors)")
             return self.ex_post.sample(n, component=component, generator=generator).float()
-        raise PriorError(f"source must be 'prior' or 'ex-post', got {source!r}")
+        raise PriorError(f"source must be one of {', '.join(map(repr, LATENT_SOURCES))}, got {source!r}")
 
     def sample(
         self,

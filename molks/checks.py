@@ -1,9 +1,9 @@
 """Predicates and bounds for checking option values before anything runs or is allocated.
 
 Every count a user gives (batch size, beam width, samples, seed, latent size, mixture components,
-sequence length, layer sizes) has one bound here, used alike by the command line and the Python API,
-so that a typo (``--beam-width 1000000``, ``--latent-dim 10**9``) is one line naming the option
-instead of an allocator's traceback minutes later.
+sequence length, layer sizes, worker processes) has one bound here, used alike by the command line
+and the Python API, so that a typo (``--beam-width 1000000``, ``--latent-dim 10**9``) is one line
+naming the option instead of an allocator's traceback minutes later.
 
 Kept free of heavy imports: the command line checks options before it imports torch.
 """
@@ -20,12 +20,15 @@ __all__ = [
     "MAX_BATCH_SIZE",
     "MAX_BEAM_WIDTH",
     "MAX_COMPONENTS",
+    "MAX_EVALUATION_ITEMS",
     "MAX_LATENT_DIM",
     "MAX_LAYERS",
     "MAX_LAYER_SIZE",
+    "MAX_SAMPLED_DECODINGS",
     "MAX_SAMPLES",
     "MAX_SEED",
     "MAX_SEQUENCE_LENGTH",
+    "MAX_WORKERS",
     "OptionError",
     "check_batch_size",
     "check_beam_width",
@@ -35,6 +38,7 @@ __all__ = [
     "int_rule",
     "is_int",
     "is_number",
+    "option_name",
 ]
 
 # The bounds: far above any real use, far below what exhausts a machine's memory.
@@ -57,15 +61,24 @@ MAX_LAYER_SIZE = 16_384
 """Units of one network layer (dense, GRU, convolution channels or kernel)."""
 MAX_LAYERS = 64
 """Stacked layers of one network part."""
+MAX_EVALUATION_ITEMS = 10_000_000
+"""Held-out items or samples one evaluation decodes and keeps in memory (the MOSES protocol takes 30,000
+samples; unlike ``molks sample``, an evaluation holds all of them to compare them)."""
+MAX_SAMPLED_DECODINGS = 1_000
+"""Sampled decodings of each held-out code (the Grammar VAE's protocol decodes each input 1,000 times:
+10 encodings x 100 decodings)."""
+MAX_WORKERS = 1_024
+"""Worker processes (``--processes``) or threads (``--threads``) of one command."""
 
 
 class OptionError(MolksError, ValueError):
     """An option's value is outside what molks accepts (the wrong type, or beyond its bound)."""
 
 
-def option_name(name: str) -> str:
-    """How a setting is named in errors: its Python name and its command-line spelling."""
-    return f"{name} (--{name.replace('_', '-')})"
+def option_name(name: str, flag: str | None = None) -> str:
+    """How a setting is named in errors: its Python name and its command-line spelling (``flag``
+    where that is not ``--`` + the name with dashes)."""
+    return f"{name} ({flag or '--' + name.replace('_', '-')})"
 
 
 def check_int(value: Any, name: str, minimum: int, maximum: int) -> int:

@@ -72,6 +72,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from molks.checks import (
+    MAX_BATCH_SIZE,
+    MAX_BEAM_WIDTH,
+    MAX_EVALUATION_ITEMS,
+    MAX_SAMPLED_DECODINGS,
+    MAX_SEED,
+    MAX_WORKERS,
+    int_rule,
+    option_name,
+)
 from molks.chemistry import canonical_smiles, novelty, read_molecule
 from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.errors import MolksError
@@ -149,7 +159,8 @@ class EvaluationSettings:
     FCD and the MOSES metrics of the samples (molecules only); fcd: FCD among them (ChemNet,
     about 5 ms a molecule on one core). split_size: the size of the 5k-vs-5k comparison and its
     floor (``moses`` only). seed: seeds every draw. batch_size: codes per batch. processes:
-    worker processes for the RDKit part of the metrics.
+    worker processes for the RDKit part of the metrics. Each count is checked against its bound
+    (:mod:`molks.checks`) when the settings are made: an :class:`EvaluationError` naming it.
     """
 
     protocol: str = "quick"
@@ -166,21 +177,43 @@ class EvaluationSettings:
     processes: int = 1
 
     def __post_init__(self) -> None:
-        bounds = {"n_samples": 1, "beam_width": 1, "sampled_decodings": 0, "split_size": 2, "batch_size": 1,
-                  "processes": 1, "held_out": 1}  # fmt: skip
-        for name, least in bounds.items():
-            value = getattr(self, name)
-            if value is None and name == "held_out":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise EvaluationError(f"{name} must be an integer >= {least}, got {value!r}")
+        # Every setting against its bound (molks.checks) as the settings are made: molks evaluate
+        # makes them before it loads the model or reads data, so a typo is refused at once.
         if self.protocol not in PROTOCOLS:
-            raise EvaluationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+            raise EvaluationError(f"{option_name('protocol')} must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        for name, (accepts, phrase) in _SETTING_RULES.items():
+            value = getattr(self, name)
+            if not accepts(value):
+                raise EvaluationError(f"{option_name(name, _FLAGS.get(name))} must be {phrase}, got {value!r}")
 
     @classmethod
     def moses(cls, **changes: Any) -> EvaluationSettings:
         """The MOSES protocol: 30,000 samples (against the whole test set, given as ``reference``)."""
         return replace(cls(protocol="moses", n_samples=30_000), **changes)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+_ITEMS = int_rule(1, MAX_EVALUATION_ITEMS)
+
+# Setting -> (predicate, what it must be).
+_SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "held_out": (lambda v: v is None or _ITEMS[0](v), f"{_ITEMS[1]} (or None: all)"),
+    "n_samples": _ITEMS,
+    "beam_width": int_rule(1, MAX_BEAM_WIDTH),
+    "sampled_decodings": int_rule(0, MAX_SAMPLED_DECODINGS),
+    "ex_post": (_is_bool, "true or false"),
+    "distribution": (_is_bool, "true or false"),
+    "fcd": (_is_bool, "true or false"),
+    "split_size": int_rule(2, MAX_EVALUATION_ITEMS),
+    "seed": int_rule(0, MAX_SEED),
+    "batch_size": int_rule(1, MAX_BATCH_SIZE),
+    "processes": int_rule(1, MAX_WORKERS),
+}  # fmt: skip
+# molks evaluate's spelling of a setting, where it is not --<name>.
+_FLAGS = {"sampled_decodings": "--decodings"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -157,3 +157,55 @@ def test_evaluate_prints_and_writes_json(tiny_run: Path, tmp_path: Path) -> None
     assert metrics["samples_decoding"] == f"beam search, width {DEFAULT_BEAM_WIDTH}"
     assert (metrics["png"] is not None) == (tmp_path / "e" / "g.png").exists()
     assert_clean_error(run("evaluate", tiny_run, "--data", tmp_path / "none.smi"), "none.smi")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--n-samples", "0"], "n_samples (--n-samples)"),
+        (["--n-samples", "-5"], "n_samples (--n-samples)"),
+        (["--n-samples", str(10**15)], "n_samples (--n-samples)"),
+        (["--held-out", "0"], "held_out (--held-out)"),
+        (["--held-out", str(10**15)], "held_out (--held-out)"),
+        (["--decodings", "-1"], "sampled_decodings (--decodings)"),
+        (["--decodings", "1000000"], "sampled_decodings (--decodings)"),
+        (["--beam-width", "0"], "beam_width (--beam-width)"),
+        (["--beam-width", "1000000"], "beam_width (--beam-width)"),
+        (["--seed", "-1"], "seed (--seed)"),
+        (["--seed", str(2**40)], "seed (--seed)"),
+        (["--processes", "0"], "processes (--processes)"),
+        (["--processes", "100000"], "processes (--processes)"),
+        (["--threads", "0"], "threads (--threads)"),
+        (["--threads", "100000"], "threads (--threads)"),
+        (["--protocol", "moses", "--n-samples", str(10**9)], "n_samples (--n-samples)"),
+        (["--protocol", "fast"], "protocol (--protocol)"),
+        (["--device", "gpu0"], "--device 'gpu0'"),
+    ],
+)
+def test_evaluate_refuses_an_out_of_bound_option_before_it_loads_anything(tmp_path: Path, args: list[str], fragment: str) -> None:
+    # Neither the run nor the data exist: the error reported is the option's, so it was checked first.
+    result = run("evaluate", tmp_path / "no-such-run", "--data", tmp_path / "no-such.smi", *args)
+    assert_clean_error(result, fragment)
+    assert "no-such" not in result.stderr
+
+
+def test_evaluate_checks_its_options_before_a_real_run_is_loaded(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    result = run("evaluate", tiny_run, "--beam-width", 10**6, "--json", out, "--device", "cpu")
+    assert_clean_error(result, "beam_width (--beam-width)", "1,024", "1000000")
+    assert not out.exists() and "evaluating" not in result.stderr  # nothing measured, nothing written
+    (tmp_path / "held.smi").write_text("CCO\n")
+    same = run("evaluate", tmp_path / "no-such-run", "--data", tmp_path / "held.smi", "--json", tmp_path / "held.smi")
+    assert_clean_error(same, "--data and --json are the same file")
+    assert (tmp_path / "held.smi").read_text() == "CCO\n"
+
+
+def test_every_latent_source_the_cli_offers_is_one_the_model_samples(model: molks.LatentModel) -> None:
+    from molks.cli.model import Source
+    from molks.model.names import LATENT_SOURCES
+
+    assert [member.value for member in Source] == list(LATENT_SOURCES)
+    for source in LATENT_SOURCES:
+        assert model.sample_latent(3, source=source, seed=0).shape == (3, model.latent_dim)
+    with pytest.raises(molks.MolksError, match="source must be one of 'prior', 'ex-post', got 'posterior'"):
+        model.sample_latent(3, source="posterior")

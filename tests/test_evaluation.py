@@ -12,6 +12,14 @@ import torch
 from PIL import Image
 
 import molks
+from molks.checks import (
+    MAX_BATCH_SIZE,
+    MAX_BEAM_WIDTH,
+    MAX_EVALUATION_ITEMS,
+    MAX_SAMPLED_DECODINGS,
+    MAX_SEED,
+    MAX_WORKERS,
+)
 from molks.drawing import DrawingError, draw_molecules, grid_png
 from molks.evaluation import (
     DISTRIBUTION_KEYS,
@@ -192,7 +200,7 @@ def test_evaluate_skips_held_out_items_it_cannot_encode(tiny_run: Path) -> None:
         evaluate(model, ["CCO"], settings=few, reference="CCO")  # type: ignore[arg-type]
     with pytest.raises(EvaluationError, match="sampled_decodings"):
         EvaluationSettings(sampled_decodings=-1)
-    with pytest.raises(EvaluationError, match="protocol must be one of quick, moses"):
+    with pytest.raises(EvaluationError, match=r"protocol \(--protocol\) must be one of quick, moses"):
         EvaluationSettings(protocol="fast")
     with pytest.raises(EvaluationError, match="MOSES test set"):
         evaluate(model, ["CCO"], settings=EvaluationSettings.moses(n_samples=20))  # no reference: not bundled
@@ -241,6 +249,29 @@ def test_the_quick_look_is_the_default_and_says_how_long_each_stage_took(tiny_ru
     defaults = EvaluationSettings()
     assert (defaults.held_out, defaults.n_samples, defaults.sampled_decodings, defaults.ex_post) == (1000, 1000, 0, False)
     assert EvaluationSettings.moses().n_samples == 30_000
+
+
+@pytest.mark.parametrize(
+    ("name", "least", "most"),
+    [("held_out", 1, MAX_EVALUATION_ITEMS), ("n_samples", 1, MAX_EVALUATION_ITEMS), ("beam_width", 1, MAX_BEAM_WIDTH),
+     ("sampled_decodings", 0, MAX_SAMPLED_DECODINGS), ("split_size", 2, MAX_EVALUATION_ITEMS), ("seed", 0, MAX_SEED),
+     ("batch_size", 1, MAX_BATCH_SIZE), ("processes", 1, MAX_WORKERS)],
+)  # fmt: skip
+def test_every_setting_is_held_to_its_bound(name: str, least: int, most: int) -> None:
+    for fine in (least, most):
+        assert getattr(EvaluationSettings(**{name: fine}), name) == fine
+    flag = "--decodings" if name == "sampled_decodings" else f"--{name.replace('_', '-')}"
+    for bad in (least - 1, most + 1, 10**30, 2.0, True, "3"):
+        with pytest.raises(EvaluationError, match=rf"^{name} \({flag}\) must be an integer from {least:,} to {most:,}"):
+            EvaluationSettings(**{name: bad})
+
+
+def test_the_moses_settings_and_the_flags_are_checked_too() -> None:
+    with pytest.raises(EvaluationError, match="n_samples"):
+        EvaluationSettings.moses(n_samples=MAX_EVALUATION_ITEMS + 1)
+    assert EvaluationSettings(held_out=None).held_out is None  # None: every held-out item
+    with pytest.raises(EvaluationError, match=r"^ex_post \(--ex-post\) must be true or false, got 1"):
+        EvaluationSettings(ex_post=1)  # type: ignore[arg-type]
 
 
 def test_the_moses_protocol_adds_split_numbers_and_their_floors(tiny_run: Path, moses_smiles: list[str]) -> None:

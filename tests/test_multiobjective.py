@@ -18,6 +18,7 @@ import molks
 from molks.optimize.acquisition import AcquisitionConfig
 from molks.optimize.loop import OptimizeConfig, OptimizeError, optimize
 from molks.optimize.multiobjective import (
+    REFERENCE_RULE,
     MultiObjectiveError,
     contributions,
     hypervolume,
@@ -25,7 +26,9 @@ from molks.optimize.multiobjective import (
     pareto_mask,
     reference_point,
 )
+from molks.optimize.state import STATE_FILE, OptimizationState
 from molks.optimize.targets import qed
+from molks.training.checkpoint import load_checkpoint
 
 # What `molks optimize -q 4 --decodings 4 --pool-size 60 --seed 1` builds, so the CLI can resume the API's run.
 CONFIG: dict[str, Any] = {"decodings": 4, "pool_size": 60, "seed": 1, "threads": 1, "acquisition": AcquisitionConfig(q=4)}
@@ -145,6 +148,20 @@ def test_run_writes_a_non_dominated_front_and_a_rising_hypervolume(two_iteration
     for name in ("pareto.png", "hypervolume.png"):
         with Image.open(two_iterations / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_the_state_holds_the_objectives_and_saves_them_unchanged(two_iterations: Path, tmp_path: Path) -> None:
+    state = OptimizationState.load(two_iterations / STATE_FILE)
+    objectives = state.objectives
+    assert objectives is not None and objectives is state.meta.objectives
+    assert objectives.names == TARGETS and objectives.maximize == [True, True] and objectives.reference_rule == REFERENCE_RULE
+    summary = json.loads((two_iterations / "summary.json").read_text())
+    assert objectives.reference_point == summary["reference_point_values"]
+    assert objectives.pool_hypervolume == summary["pool_hypervolume"]
+    assert state.meta.identity.target == TARGETS and isinstance(state.meta.fill_value, list) and len(state.meta.fill_value) == 2
+    state.save(tmp_path / STATE_FILE)
+    written, saved = (load_checkpoint(path / STATE_FILE, finite=False)[1] for path in (tmp_path, two_iterations))
+    assert written == saved and list(written) == list(saved)
 
 
 def test_cli_resumes_the_run_as_if_never_interrupted(two_iterations: Path, tiny_run: Path, pool: list[str], tmp_path: Path) -> None:

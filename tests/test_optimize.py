@@ -23,6 +23,8 @@ from molks.optimize.acquisition import (
     trust_region_bounds,
 )
 from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, optimize
+from molks.optimize.report import render_report
+from molks.optimize.state import OptimizationState
 from molks.optimize.surrogate import (
     SurrogateConfig,
     SurrogateError,
@@ -33,6 +35,7 @@ from molks.optimize.surrogate import (
     select_subset,
 )
 from molks.optimize.targets import get_target
+from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 # Small budgets: the real pipeline, tiny sizes (a few seconds per loop on 2 cores).
 FAST_ACQ = AcquisitionConfig(q=4, num_restarts=1, raw_samples=16, mc_samples=32, maxiter=20)
@@ -256,6 +259,161 @@ def test_bad_settings_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
         OptimizeConfig(iterations=0)
     with pytest.raises(OptimizeError, match="empty"):
         optimize(molks.load(tiny_run), [], tmp_path / "empty", "logp", _config(1), progress=False)
+
+
+# ---------------------------------------------------------------- the saved state
+
+
+def _raw_meta(path: Path) -> dict:
+    """The JSON meta of a state file as written (rows included)."""
+    return load_checkpoint(path, finite=False)[1]
+
+
+def test_state_meta_round_trips_through_save_and_load(two_iterations: Path, tmp_path: Path) -> None:
+    state = OptimizationState.load(two_iterations / STATE_FILE)
+    meta = state.meta
+    assert meta.completed == 2 and [it["iteration"] for it in meta.iterations] == [1, 2]
+    assert meta.identity.target == "logp" and meta.identity.maximize is True and meta.identity.config["seed"] == 1
+    assert meta.domain == "molecules" and meta.molecular is True and meta.objectives is None
+    assert meta.pool.size == sum(row["iteration"] == 0 for row in state.rows) and meta.pool.file_sha256 is None
+    assert meta.oracle_calls == meta.iterations[-1]["oracle_calls_total"] and meta.fill_value == float(state.Y[: meta.pool.size].min())
+    assert meta.settings is not None and meta.settings["iterations"] == 2 and set(meta.trust_region) >= {"length", "history"}
+    state.save(tmp_path / STATE_FILE)
+    again = OptimizationState.load(tmp_path / STATE_FILE)
+    assert again.meta == meta and again.rows == state.rows and torch.equal(again.X, state.X) and torch.equal(again.Y, state.Y)
+    assert again.gp.keys() == state.gp.keys() and all(torch.equal(again.gp[k], v) for k, v in state.gp.items())
+    written, saved = _raw_meta(tmp_path / STATE_FILE), _raw_meta(two_iterations / STATE_FILE)
+    assert written == saved and list(written) == list(saved)  # the same keys, in the same order
+
+
+# A state as molks wrote it before RunMeta existed (every key of that format), written out literally.
+TODAYS_STATE = {
+    "version": 1,
+    "identity": {"target": "logp", "maximize": True, "model_sha256": None,
+                 "config": {"decodings": 4, "pool_size": 100, "seed": 1, "top_k": 10, "heldout": False,
+                            "surrogate": {"kind": "exact"}, "acquisition": {"q": 2, "region": "trust-region"}}},
+    "molecular": True,
+    "domain": "molecules",
+    "completed": 1,
+    "oracle_calls": 4,
+    "fill_value": -1.5,
+    "pool": {"source": "pool.smi", "size": 3, "sha256": "ab" * 32, "file_sha256": "cd" * 32},
+    "surrogate_kind": "exact",
+    "trust_region": {"length": 0.8, "successes": 1, "failures": 0, "history": [0.4]},
+    "iterations": [{"iteration": 1, "proposals": 2, "valid": 1, "improved": True, "best_so_far": 2.5, "acq_value": 0.3,
+                    "region_volume_fraction": 0.01, "failed": 0, "failure_kinds": "", "target_failures": [],
+                    "oracle_calls": 1, "oracle_calls_total": 4, "repeats": 0, "over_budget": 0,
+                    "surrogate": {"kind": "exact", "n_points": 3, "n_fit": 3},
+                    "seconds": {"fit": 0.5, "propose": 0.25, "decode": 0.125, "score": 0.125, "total": 1.0}}],
+    "pool_seconds": 2.0,
+    "heldout": None,
+    "settings": {"target": "logp", "iterations": 1, "decodings": 4, "beam_width": 0, "pool_size": 100, "seed": 1, "top_k": 10,
+                 "heldout": False, "processes": None, "threads": 1, "target_timeout": 60.0, "budget": None,
+                 "surrogate": {"kind": "exact"}, "acquisition": {"q": 2, "region": "trust-region"}},
+    "rows": [
+        {"iteration": 0, "string": "CCO", "valid": True, "logp": -0.0014, "sa": 1.98, "cycle": 0.0, "score": -1.5},
+        {"iteration": 0, "string": "c1ccccc1", "valid": True, "logp": 1.6866, "sa": 1.0, "cycle": 0.0, "score": 1.0},
+        {"iteration": 0, "string": "CCCCCC", "valid": True, "logp": 2.3406, "sa": 1.3, "cycle": 0.0, "score": 0.5},
+        {"iteration": 1, "string": "CCCCCCCC", "valid": True, "logp": 3.1208, "sa": 1.2, "cycle": 0.0, "score": 2.5},
+        {"iteration": 1, "string": "C1CC", "valid": False},
+    ],
+}  # fmt: skip
+
+
+def _write_state(path: Path, meta: dict, n: int = 5) -> None:
+    """A state file of ``n`` codes [n, 2] whose values are the rows' scores (the fill value where invalid)."""
+    Y = torch.tensor([row.get("score", -1.5) for row in TODAYS_STATE["rows"]][:n], dtype=torch.float64)
+    X = torch.linspace(-1.0, 1.0, 2 * n, dtype=torch.float64).reshape(n, 2)
+    save_checkpoint(path, {"X": X, "Y": Y, "box": torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)}, meta)
+
+
+def test_a_state_in_the_format_written_before_run_meta_loads_and_saves_unchanged(tmp_path: Path) -> None:
+    _write_state(tmp_path / STATE_FILE, TODAYS_STATE)
+    state = OptimizationState.load(tmp_path / STATE_FILE)
+    meta = state.meta
+    assert meta.identity.target == "logp" and meta.completed == 1 and meta.oracle_calls == 4 and meta.fill_value == -1.5
+    assert meta.pool.file_sha256 == "cd" * 32 and meta.trust_region["history"] == [0.4] and meta.domain_name() == "molecules"
+    assert meta.iterations[0]["seconds"]["total"] == 1.0 and meta.heldout is None and meta.unknown == {}
+    state.save(tmp_path / "again.safetensors")
+    written = _raw_meta(tmp_path / "again.safetensors")
+    assert written == TODAYS_STATE and list(written) == list(TODAYS_STATE)
+    summary = render_report(tmp_path)  # the report reads it as it read it before
+    assert summary["iterations_completed"] == 1 and summary["oracle_calls"] == 4 and summary["pool"] == TODAYS_STATE["pool"]
+    assert summary["top"][0]["string"] == "CCCCCCCC" and summary["trust_region"] == TODAYS_STATE["trust_region"]
+
+
+def test_older_states_load_with_defaults_and_keep_keys_of_a_later_molks(tmp_path: Path) -> None:
+    # Before "domain", "oracle_calls", "settings" and the pool file's SHA-256 were saved; and a key a later molks adds.
+    older = {k: v for k, v in TODAYS_STATE.items() if k not in ("domain", "oracle_calls", "settings")}
+    older["pool"] = {k: v for k, v in TODAYS_STATE["pool"].items() if k != "file_sha256"}
+    _write_state(tmp_path / STATE_FILE, {**older, "later_key": {"kept": [1, 2]}})
+    meta = OptimizationState.load(tmp_path / STATE_FILE).meta
+    assert meta.domain is None and meta.domain_name() == "molecules" and meta.oracle_calls is None and meta.settings is None
+    assert meta.pool.file_sha256 is None and meta.unknown == {"later_key": {"kept": [1, 2]}}
+    written = meta.to_json()
+    assert "domain" not in written and "oracle_calls" not in written and "settings" not in written
+    assert written["later_key"] == {"kept": [1, 2]}  # saved again as it came
+    summary = render_report(tmp_path)
+    assert summary["oracle_calls"] is None and summary["settings"]["iterations"] == 1 and summary["settings"]["threads"] is None
+
+
+def test_a_state_saved_before_domain_oracle_calls_and_settings_resumes(
+    two_iterations: Path, tiny_run: Path, pool: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "older"
+    optimize(molks.load(tiny_run), pool, out, "logp", _config(1), progress=False)
+    meta = _raw_meta(out / STATE_FILE)
+    tensors = load_checkpoint(out / STATE_FILE, finite=False)[0]
+    for key in ("domain", "oracle_calls", "settings"):
+        del meta[key]
+    del meta["pool"]["file_sha256"]
+    save_checkpoint(out / STATE_FILE, tensors, meta)
+    optimize(molks.load(tiny_run), [], out, "logp", _config(2), resume=True, progress=False)
+    assert (out / "candidates.csv").read_text() == (two_iterations / "candidates.csv").read_text()
+    resumed = OptimizationState.load(out / STATE_FILE).meta
+    assert resumed.domain == "molecules" and resumed.completed == 2 and resumed.oracle_calls is not None
+
+
+def _damage(meta: dict, change: str) -> None:
+    if change == "no completed":
+        del meta["completed"]
+    elif change == "completed as text":
+        meta["completed"] = "2"
+    elif change == "no identity config":
+        del meta["identity"]["config"]
+    elif change == "iterations not a list":
+        meta["iterations"] = {"1": {}}
+    elif change == "fill value a boolean":
+        meta["fill_value"] = True
+    elif change == "objectives without a reference point":
+        meta["objectives"] = {"names": ["qed", "logp"], "maximize": [True, True], "reference_rule": "r", "pool_hypervolume": 1.0}
+    elif change == "a later version":
+        meta["version"] = 2
+    elif change == "a row too few":
+        meta["rows"].pop()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("no completed", r"incomplete optimisation state \(its metadata has no 'completed'\)"),
+        ("completed as text", r"damaged optimisation state metadata \(completed is a string '2', not an integer\)"),
+        ("no identity config", r"its metadata has no 'identity\.config'"),
+        ("iterations not a list", r"iterations is an object .*, not a list"),
+        ("fill value a boolean", r"fill_value is a boolean True, not a number or a list"),
+        ("objectives without a reference point", r"has no 'objectives\.reference_point'"),
+        ("a later version", r"unsupported optimisation state \(version 2, this molks reads version 1\)"),
+        ("a row too few", r"inconsistent optimisation state"),
+    ],
+)
+def test_a_damaged_state_is_a_checkpoint_error_naming_the_file(two_iterations: Path, tmp_path: Path, change: str, message: str) -> None:
+    tensors, meta, _ = load_checkpoint(two_iterations / STATE_FILE, finite=False)
+    _damage(meta, change)
+    save_checkpoint(tmp_path / STATE_FILE, tensors, meta)
+    with pytest.raises(CheckpointError, match=message) as caught:
+        render_report(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / STATE_FILE}: ")
+    assert not (tmp_path / "summary.json").exists()
 
 
 # ---------------------------------------------------------------- CLI

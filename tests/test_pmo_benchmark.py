@@ -19,7 +19,7 @@ from molks.optimize.loop import OptimizeConfig, optimize, read_pool
 from molks.optimize.pmo_benchmark import PmoBenchmarkError, check_benchmark, check_tasks
 from molks.optimize.pmo_metrics import PmoMetricError, oracle_trace, top_auc, top_curve
 from molks.optimize.pmo_published import METHODS, PUBLISHED_AUC, PUBLISHED_SUM_20
-from molks.optimize.state import STATE_FILE, OptimizationState
+from molks.optimize.state import STATE_FILE, OptimizationState, PoolRecord, RunIdentity, RunMeta
 
 BUDGET = 60
 POOL_SIZE = 40
@@ -88,11 +88,11 @@ def test_the_auc_is_pmos_on_random_traces(calls: int, budget: int) -> None:
 
 def _state(rows: list[dict], calls: int, per_iteration: list[int]) -> OptimizationState:
     n = len(rows)
-    meta = {
-        "version": 1, "domain": "molecules", "completed": len(per_iteration), "oracle_calls": calls,
-        "pool_seconds": 2.0,
-        "iterations": [{"iteration": i + 1, "oracle_calls": c, "seconds": {"total": 1.0}} for i, c in enumerate(per_iteration)],
-    }  # fmt: skip
+    meta = RunMeta(
+        identity=RunIdentity("qed", True, None, {}), domain="molecules", pool=PoolRecord("", n, ""), fill_value=0.0,
+        surrogate_kind="exact", trust_region={}, completed=len(per_iteration), oracle_calls=calls, pool_seconds=2.0,
+        iterations=[{"iteration": i + 1, "oracle_calls": c, "seconds": {"total": 1.0}} for i, c in enumerate(per_iteration)],
+    )  # fmt: skip
     return OptimizationState(torch.zeros(n, 2, dtype=torch.float64), torch.zeros(n, dtype=torch.float64),
                              torch.zeros(2, 2, dtype=torch.float64), rows, meta)  # fmt: skip
 
@@ -172,7 +172,7 @@ def test_the_suite_writes_its_report(suite: Path) -> None:
     for run in result["runs"]:
         state = OptimizationState.load(suite / run["task"] / "seed0" / STATE_FILE)
         trace = oracle_trace(state)
-        assert run["oracle_calls"] == len(trace) == state.meta["oracle_calls"] <= BUDGET
+        assert run["oracle_calls"] == len(trace) == state.meta.oracle_calls <= BUDGET
         assert run["auc_top10"] == pytest.approx(top_auc(trace, BUDGET))
         assert run["top1"] == max(s for s in trace if s is not None)
         assert 0 < run["auc_top10"] <= run["top10_mean"] <= run["top1"] <= 1
@@ -212,7 +212,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(suite: Path, tiny_run:
     config = OptimizeConfig(iterations=1, budget=BUDGET, pool_size=POOL_SIZE, decodings=4, seed=0,
                             acquisition=replace(OptimizeConfig().acquisition, q=6))  # fmt: skip
     optimize(model, read_pool(pool_file, model.domain), out / "median1" / "seed0", "median1", config, progress=False)
-    assert OptimizationState.load(out / "median1" / "seed0" / STATE_FILE).meta["completed"] == 1
+    assert OptimizationState.load(out / "median1" / "seed0" / STATE_FILE).meta.completed == 1
     result = CliRunner().invoke(app, _args(tiny_run, pool_file, out, "--resume"))
     assert result.exit_code == 0, result.output
     assert (out / "median1" / "seed0" / "candidates.csv").read_text() == (suite / "median1" / "seed0" / "candidates.csv").read_text()

@@ -243,7 +243,7 @@ def test_a_call_that_exits_or_segfaults_fails_its_strings_and_the_run_goes_on(
     failures = [r["failure"] for r in state.rows if r.get("failure")]
     assert any("exited with code 3" in f for f in failures), failures
     assert any("killed by signal 11 (SIGSEGV)" in f for f in failures), failures
-    assert [it["target_failures"] != [] for it in state.meta["iterations"]] == [True, True, False]
+    assert [it["target_failures"] != [] for it in state.meta.iterations] == [True, True, False]
     assert "failure" in (out / "hostile-flaky" / "candidates.csv").read_text().splitlines()[0]
 
 
@@ -256,8 +256,8 @@ def test_three_failed_calls_in_a_row_stop_the_run_saved_naming_the_target(
     assert message.startswith("target 'hostile:dies_after_the_pool' failed 3 calls in a row"), message
     assert "exited with code 3" in message
     state = OptimizationState.load(out / "hostile-dies_after_the_pool" / STATE_FILE)  # saved: --resume can go on
-    assert f"the run stopped after iteration {state.meta['completed']}, saved in " in message
-    assert sum(bool(it["target_failures"]) for it in state.meta["iterations"]) == 3
+    assert f"the run stopped after iteration {state.meta.completed}, saved in " in message
+    assert sum(bool(it["target_failures"]) for it in state.meta.iterations) == 3
 
 
 def test_target_timeout_is_an_option_of_optimize() -> None:

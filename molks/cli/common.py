@@ -7,6 +7,7 @@ import io
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -14,6 +15,13 @@ import typer
 from molks.errors import MolksError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of ``values`` for an option's choices, each member named and valued as the library
+    spells it (``Regularizer["cv-vae"].value == "cv-vae"``): built from the library's own list of
+    names, so that the command line offers exactly what the library accepts."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
 def fail(message: str) -> NoReturn:

@@ -19,18 +19,31 @@ import json
 import math
 import sys
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from molks.checks import MAX_BEAM_WIDTH, MAX_SAMPLES, check_batch_size, check_beam_width, check_sample_count, check_seed
-from molks.cli.common import check_distinct_files, fail_cleanly
+from molks.checks import (
+    MAX_BEAM_WIDTH,
+    MAX_EVALUATION_ITEMS,
+    MAX_SAMPLED_DECODINGS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_WORKERS,
+    check_batch_size,
+    check_beam_width,
+    check_int,
+    check_sample_count,
+    check_seed,
+)
+from molks.cli.common import check_distinct_files, choices, fail_cleanly
 from molks.codes import CodesError, check_codes_suffix, read_codes, write_codes, write_codes_csv
 from molks.data_files import resolve_data_file
 from molks.decoding import DEFAULT_BEAM_WIDTH
+from molks.devices import check_device_name
 from molks.files import atomic_write, atomic_write_text
+from molks.model.names import LATENT_SOURCES
 
 if TYPE_CHECKING:
     import torch
@@ -56,9 +69,7 @@ RunArg = Annotated[str, typer.Argument(help="A run directory (from molks train) 
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 
 
-class Source(str, Enum):
-    prior = "prior"
-    ex_post = "ex-post"
+Source = choices("Source", LATENT_SOURCES)  # the library's list (molks.model.names)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,7 +201,7 @@ def sample_command(
     component: Annotated[Optional[int], typer.Option(help="Sample from this mixture component only.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: beam search).")] = None,
     beam_width: BeamOpt = None,
-    source: Annotated[Source, typer.Option(help="prior (the model's prior) or ex-post (the GMM fitted on the training codes).")] = Source.prior,
+    source: Annotated[Source, typer.Option(help="prior (the model's prior) or ex-post (the GMM fitted on the training codes).")] = Source("prior"),
     seed: Annotated[int, typer.Option(help="Seed of the latent draw (and of temperature sampling).")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write the strings here instead of stdout.")] = None,
     codes: Annotated[Optional[Path], typer.Option(help="Also save the latent points (.npy or .csv).")] = None,
@@ -306,34 +317,40 @@ def evaluate_command(
     protocol: Annotated[str, typer.Option(help="quick: a look in about a minute (at most --held-out items, 1,000 samples, the expensive parts opt-in); moses: the MOSES protocol, 30,000 samples against the whole MOSES test set (give it as --reference: molks does not bundle it) plus the 5k-vs-5k numbers and their floors.")] = "quick",
     data: Annotated[Optional[str], typer.Option(help="Held-out file to reconstruct (default: the run's validation.smi).")] = None,
     column: Annotated[Optional[str], typer.Option(help="CSV/TSV column holding the strings (of --data and --reference).")] = None,
-    held_out: Annotated[int, typer.Option(min=1, help="Use at most this many held-out items (the first ones).")] = 1000,
-    n_samples: Annotated[Optional[int], typer.Option(min=1, help="Prior samples (default: 1,000; 30,000 for --protocol moses).")] = None,
-    decodings: Annotated[int, typer.Option(min=0, help="Sampled decodings per held-out code (the Grammar VAE protocol; each costs a greedy decoding; 0 skips it).")] = 0,
+    held_out: Annotated[int, typer.Option(help=f"Use at most this many held-out items, the first ones (1 to {MAX_EVALUATION_ITEMS:,}).")] = 1000,
+    n_samples: Annotated[Optional[int], typer.Option(help=f"Prior samples (default: 1,000; 30,000 for --protocol moses; at most {MAX_EVALUATION_ITEMS:,}).")] = None,
+    decodings: Annotated[int, typer.Option(help=f"Sampled decodings per held-out code (the Grammar VAE protocol; each costs a greedy decoding; 0 skips it; at most {MAX_SAMPLED_DECODINGS:,}).")] = 0,
     ex_post: Annotated[bool, typer.Option(help="Also sample the ex-post GMM fitted on the training codes (the ex_post_* keys).")] = False,
     reference: Annotated[Optional[str], typer.Option(help="Molecules the prior samples are compared with (FCD, MOSES metrics); default: the held-out data. For --protocol moses: the MOSES test set (e.g. test.csv.gz).")] = None,
     distribution: Annotated[bool, typer.Option(help="Compute FCD and the MOSES metrics of the prior samples (molecules only).")] = True,
     fcd: Annotated[bool, typer.Option(help="Compute FCD (ChemNet: about 5 ms a molecule on one core); --no-fcd keeps the other MOSES metrics.")] = True,
     properties_png: Annotated[Optional[Path], typer.Option(help="Draw the property histograms (logP, SA, QED, weight) of samples and reference into this PNG.")] = None,
-    processes: Annotated[int, typer.Option(min=1, help="Worker processes for the RDKit part of the MOSES metrics.")] = 1,
+    processes: Annotated[int, typer.Option(help=f"Worker processes for the RDKit part of the MOSES metrics (at most {MAX_WORKERS:,}).")] = 1,
     cache: Annotated[bool, typer.Option(help="Keep the prepared reference set (fingerprints, ChemNet statistics, ...) in $MOLKS_CACHE_DIR/metrics, else $XDG_CACHE_HOME/molks/metrics or ~/.cache/molks/metrics, so the next evaluation against it only reads it.")] = True,
-    beam_width: Annotated[int, typer.Option(min=1, help="Decode the samples (and measure reconstruction, the *_beam keys) with a beam search of this width, as molks sample does; 1: greedy only.")] = DEFAULT_BEAM_WIDTH,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the samples.")] = 0,
+    beam_width: Annotated[int, typer.Option(help=f"Decode the samples (and measure reconstruction, the *_beam keys) with a beam search of this width, as molks sample does; 1: greedy only (at most {MAX_BEAM_WIDTH:,}).")] = DEFAULT_BEAM_WIDTH,
+    seed: Annotated[int, typer.Option(help=f"Seed of the samples (0 to {MAX_SEED:,}).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Draw up to 24 valid prior samples into this PNG.")] = None,
-    threads: Annotated[int, typer.Option(min=1, max=1024, help="Torch threads. 1 (the default): decoding's small operations gain little from more, and several threads slow down tenfold when other jobs share the cores (benchmarks/RESULTS.md); ChemNet runs beside the RDKit work either way.")] = 1,
+    threads: Annotated[int, typer.Option(help=f"Torch threads (at most {MAX_WORKERS:,}). 1 (the default): decoding's small operations gain little from more, and several threads slow down tenfold when other jobs share the cores (benchmarks/RESULTS.md); ChemNet runs beside the RDKit work either way.")] = 1,
     device: DeviceOpt = "auto",
 ) -> None:
     """Reconstruction, validity/uniqueness/novelty of samples, FCD and the MOSES metrics, and KS/CV distances to the prior; a bar per stage (a line a minute without a terminal) and the seconds of each stage."""
+    # Every option is checked before the model is loaded or any data read: a typo costs nothing.
+    check_int(threads, "threads", 1, MAX_WORKERS)
+    check_device_name(device)
+    # No output over another, nor over an input (read at the start, replaced at the end).
+    check_distinct_files(data=data, json=json_out, png=png, properties_png=properties_png)
+    check_distinct_files(reference=reference, json=json_out, png=png, properties_png=properties_png)
     import torch
 
     from molks.evaluation import EvaluationSettings, evaluate, format_report
 
-    torch.set_num_threads(threads)
     options = {"held_out": held_out, "sampled_decodings": decodings, "ex_post": ex_post, "distribution": distribution,
                "fcd": fcd, "beam_width": beam_width, "seed": seed, "processes": processes}  # fmt: skip
     if n_samples is not None:
         options["n_samples"] = n_samples
     settings = EvaluationSettings.moses(**options) if protocol == "moses" else EvaluationSettings(protocol=protocol, **options)
+    torch.set_num_threads(threads)
     model = _load(run_dir, device)
     items = None if data is None else [text for _, text in _read_items(model, data, column)]
     references = None if reference is None else [text for _, text in _read_items(model, reference, column)]

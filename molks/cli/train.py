@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from molks.cli.common import fail_cleanly
+from molks.cli.common import choices, fail_cleanly
+from molks.model.names import DECODERS, ENCODERS, PRESET_NAMES, REGULARIZER_NAMES
 from molks.training.spec import GMM_DEFAULTS, TrainConfig, TrainingSpec, train_from_file
 
-__all__ = ["train_command"]
+__all__ = ["Decoder", "Encoder", "Preset", "Regularizer", "train_command"]
 
 
-class Preset(str, Enum):
-    fast = "fast"
-    small = "small"
-    paper = "paper"
-    tiny = "tiny"
-
-
-class Regularizer(str, Enum):
-    gmm = "gmm"
-    vae = "vae"
-    cv_vae = "cv-vae"
-    rae = "rae"
-    wae = "wae"
-
-
-class Encoder(str, Enum):
-    conv = "conv"
-    gru = "gru"
-    transformer = "transformer"
-
-
-class Decoder(str, Enum):
-    repeat = "repeat"
-    autoregressive = "autoregressive"
+# typer's choices, built from the library's lists (torch-free: molks.model.names).
+Preset = choices("Preset", PRESET_NAMES)
+Regularizer = choices("Regularizer", REGULARIZER_NAMES)
+Encoder = choices("Encoder", ENCODERS)
+Decoder = choices("Decoder", DECODERS)
 
 
 @fail_cleanly
@@ -70,7 +51,7 @@ def train_command(
 ) -> None:
     """Train a grammar autoencoder with the KS/CV Gaussian-mixture regulariser (or a baseline)."""
     options = dict(_parse_option(o) for o in option or [])
-    if regularizer is Regularizer.gmm:
+    if regularizer.value == "gmm":
         options = {"n_components": components, "sigma": sigma, **options}
     spec = TrainingSpec(
         grammar=grammar, regularizer=regularizer.value, preset=preset.value, latent_dim=latent_dim,

@@ -27,6 +27,7 @@ from torch import nn
 from molks.checks import MAX_LATENT_DIM, MAX_LAYER_SIZE, MAX_LAYERS, MAX_SEQUENCE_LENGTH, is_int
 from molks.errors import MolksError
 from molks.model.masked import GrammarTensors, Stepper, beam_search_steps, decode_steps
+from molks.model.names import DECODERS, ENCODERS, PRESET_NAMES
 
 __all__ = [
     "ACTIVATIONS",
@@ -64,8 +65,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 KINDS = ("molecules", "expressions")
-DECODERS = ("repeat", "autoregressive")
-ENCODERS = ("conv", "gru", "transformer")
 
 # The largest value of each size of a network (molks.checks: far above any real model).
 _SIZE_BOUNDS = {
@@ -224,18 +223,18 @@ class _Preset:
 #   many molecules per second as "small" and learns more per molecule (benchmarks/RESULTS.md).
 # "tiny": a few thousand weights that train in seconds (tests, the quick demo, smoke runs); it
 #   decodes poorly.
-PRESETS: dict[str, dict[str, _Preset]] = {
+PRESETS: dict[str, dict[str, _Preset]] = {  # the names and their order: molks.model.names.PRESET_NAMES
     "fast": {
         "molecules": _Preset(56, (9, 9, 10), (9, 9, 11), 256, None, 1, 256, encoder="gru", encoder_size=128),
+        "expressions": _Preset(25, (2, 3, 4), (2, 3, 4), 100, None, 2, 64),
+    },
+    "small": {
+        "molecules": _Preset(56, (9, 9, 10), (9, 9, 11), 256, None, 2, 256),
         "expressions": _Preset(25, (2, 3, 4), (2, 3, 4), 100, None, 2, 64),
     },
     "paper": {
         "molecules": _Preset(56, (9, 9, 10), (9, 9, 11), 435, None, 3, 501),
         "expressions": _Preset(25, (2, 3, 4), (2, 3, 4), 100, None, 3, 100),
-    },
-    "small": {
-        "molecules": _Preset(56, (9, 9, 10), (9, 9, 11), 256, None, 2, 256),
-        "expressions": _Preset(25, (2, 3, 4), (2, 3, 4), 100, None, 2, 64),
     },
     "tiny": {
         "molecules": _Preset(8, (8, 8), (5, 5), 32, 16, 1, 32),
@@ -260,8 +259,8 @@ def network_config(
     when the preset ties them, as GVAE does); encoder overrides the preset's encoder; decoder
     and feedback_dropout as in ``NetworkConfig``.
     """
-    if preset not in PRESETS:
-        raise NetworkConfigError(f"unknown network preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if preset not in PRESET_NAMES:
+        raise NetworkConfigError(f"unknown network preset {preset!r}; choose one of {list(PRESET_NAMES)}")
     if kind not in PRESETS[preset]:
         raise NetworkConfigError(
             f"unknown data kind {kind!r} for preset {preset!r}; choose one of {sorted(PRESETS[preset])}"

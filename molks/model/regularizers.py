@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from molks.checks import MAX_BATCH_SIZE, MAX_COMPONENTS, MAX_SEED, int_rule, is_int, is_number
 from molks.errors import MolksError
+from molks.model.names import REGULARIZER_NAMES
 from molks.model.prior import GaussianMixturePrior, PriorError
 
 __all__ = [
@@ -713,15 +714,13 @@ class WAERegularizer(LatentRegularizer):
 REGULARIZERS: dict[str, type[LatentRegularizer]] = {
     cls.name: cls for cls in (GMMRegularizer, VAERegularizer, CVVAERegularizer, RAERegularizer, WAERegularizer)
 }
+"""Name -> class, for the names of ``molks.model.names.REGULARIZER_NAMES`` (in its order)."""
 
 
 def _lookup(name: str) -> type[LatentRegularizer]:
-    try:
-        return REGULARIZERS[name]
-    except KeyError:
-        raise RegularizerError(
-            f"unknown regulariser {name!r}; valid names: {', '.join(REGULARIZERS)}"
-        ) from None
+    if name not in REGULARIZER_NAMES:
+        raise RegularizerError(f"unknown regulariser {name!r}; valid names: {', '.join(REGULARIZER_NAMES)}")
+    return REGULARIZERS[name]
 
 
 def regularizer_options(name: str) -> dict[str, tuple[Any, str]]:

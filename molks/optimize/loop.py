@@ -69,7 +69,7 @@ from molks.optimize.multiobjective import (
 )
 from molks.optimize.oracle import OracleLedger
 from molks.optimize.report import write_report
-from molks.optimize.state import STATE_FILE, STATE_VERSION, OptimizationState
+from molks.optimize.state import STATE_FILE, ObjectivesRecord, OptimizationState, PoolRecord, RunIdentity, RunMeta
 from molks.optimize.surrogate import (
     SurrogateConfig,
     choose_surrogate,
@@ -273,37 +273,37 @@ def _optimize(
     _check_out_folder(out)  # again, under the lock
     state_path = out / STATE_FILE
     model_file = model.run_dir / "model.safetensors"
-    identity = {
-        "target": target.name,
-        "maximize": target.maximize,
-        "model_sha256": file_sha256(model_file) if model_file.is_file() else None,
-        "config": config.identity(),
-    }
+    identity = RunIdentity(
+        target=target.name,
+        maximize=target.maximize,
+        model_sha256=file_sha256(model_file) if model_file.is_file() else None,
+        config=config.identity(),
+    )
     if state_path.exists():
         if not resume:
             raise OptimizeError(f"{out} already holds an optimisation run; pass --resume to continue it or choose another --out")
         state = OptimizationState.load(state_path)
-        if state.meta["identity"] != identity:
-            diff = "; ".join(_differences(state.meta["identity"], identity))
+        if state.meta.identity != identity:
+            diff = "; ".join(_differences(state.meta.identity.to_json(), identity.to_json()))
             raise OptimizeError(f"--resume: {out} was started with other settings: {diff}; use another --out")
-        _check_same_pool(out, state.meta["pool"], pool_source, pool_sha256)
+        _check_same_pool(out, state.meta.pool, pool_source, pool_sha256)
         runner.check([r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])
-        state.meta.setdefault("domain", model.domain.name)  # a state saved before the domain was
-        log(f"resuming {out} after iteration {state.meta['completed']}")
+        if state.meta.domain is None:  # a state saved before the domain was
+            state.meta.domain = model.domain.name
+        log(f"resuming {out} after iteration {state.meta.completed}")
     else:
         runner.check([pool] if isinstance(pool, str) else pool)  # a broken target: found before encoding
-        state = _start(model, pool, runner, config, identity, pool_source, log)
-        state.meta["pool"]["file_sha256"] = pool_sha256
+        state = _start(model, pool, runner, config, identity, pool_file, log)
         with file_access(out, "cannot create the output directory"):
             out.mkdir(parents=True, exist_ok=True)
     # The settings of this call (more iterations, other workers on resume): the report shows them.
-    state.meta["settings"] = {"target": target.name, **config.to_dict()}
+    state.meta.settings = {"target": target.name, **config.to_dict()}
     summary = _publish(out, state)
 
-    ledger = OracleLedger.from_rows(state.rows, model.domain.canonical, config.budget, state.meta.get("oracle_calls"))
-    state.meta["oracle_calls"] = ledger.calls
+    ledger = OracleLedger.from_rows(state.rows, model.domain.canonical, config.budget, state.meta.oracle_calls)
+    state.meta.oracle_calls = ledger.calls
     if config.budget is None:
-        bar = _progress(config.iterations, state.meta["completed"], progress)
+        bar = _progress(config.iterations, state.meta.completed, progress)
     else:
         bar = _progress(config.budget, min(ledger.calls, config.budget), progress, unit="call")
     with contextlib.ExitStack() as stack:
@@ -312,15 +312,15 @@ def _optimize(
 
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
             stack.callback(bar.close)
-        while state.meta["completed"] < config.iterations and not ledger.spent and not _stalled(state, config):
-            _iterate(state, model, runner, config, state.meta["completed"] + 1, ledger)
+        while state.meta.completed < config.iterations and not ledger.spent and not _stalled(state, config):
+            _iterate(state, model, runner, config, state.meta.completed + 1, ledger)
             summary = _publish(out, state)
-            _report_iteration(state.meta["iterations"][-1], config, bar, log)
+            _report_iteration(state.meta.iterations[-1], config, bar, log)
             if runner.exhausted:  # saved first: --resume continues once the target is mended
-                last = state.meta["iterations"][-1]["target_failures"][-1]
-                raise runner.stopping_error(last, f"the run stopped after iteration {state.meta['completed']}, saved in {out}")
+                last = state.meta.iterations[-1]["target_failures"][-1]
+                raise runner.stopping_error(last, f"the run stopped after iteration {state.meta.completed}, saved in {out}")
     if ledger.spent:
-        log(f"budget spent: {ledger.calls} oracle calls of {config.budget} after iteration {state.meta['completed']}")
+        log(f"budget spent: {ledger.calls} oracle calls of {config.budget} after iteration {state.meta.completed}")
     elif _stalled(state, config):
         log(f"stopped after {STALL_ITERATIONS} iterations in a row without a new item to score "
             f"({ledger.calls} oracle calls of {config.budget})")
@@ -329,7 +329,7 @@ def _optimize(
 
 def _stalled(state: OptimizationState, config: OptimizeConfig) -> bool:
     """With a budget: whether the last ``STALL_ITERATIONS`` rounds all scored nothing new."""
-    last = state.meta["iterations"][-STALL_ITERATIONS:]
+    last = state.meta.iterations[-STALL_ITERATIONS:]
     if config.budget is None or len(last) < STALL_ITERATIONS:
         return False
     return not any(it.get("oracle_calls", 1) for it in last)  # a round of an older state: unknown, so not stalled
@@ -371,12 +371,12 @@ def _publish(out: Path, state: OptimizationState) -> dict[str, Any]:
     return write_report(out, state)
 
 
-def _check_same_pool(out: Path, saved: dict[str, Any], source: str, sha256: str | None) -> None:
+def _check_same_pool(out: Path, saved: PoolRecord, source: str, sha256: str | None) -> None:
     """Refuse a resume from another pool file: the run would silently go on with its old pool."""
-    old = saved.get("file_sha256")
+    old = saved.file_sha256
     if sha256 and old and sha256 != old:
         raise OptimizeError(
-            f"--resume: {out} was started from the pool {saved.get('source') or '?'} (sha256 {old[:12]}...), "
+            f"--resume: {out} was started from the pool {saved.source or '?'} (sha256 {old[:12]}...), "
             f"not {source or 'this pool'} (sha256 {sha256[:12]}...); leave out --pool or choose another --out"
         )
 
@@ -406,11 +406,12 @@ def _start(
     pool: Sequence[str],
     runner: TargetRunner | Objectives,
     config: OptimizeConfig,
-    identity: dict[str, Any],
-    pool_source: str,
+    identity: RunIdentity,
+    pool_file: tuple[str, str | None],
     log: Callable[[str], None],
 ) -> OptimizationState:
-    """Iteration 0: subsample, encode and score the pool."""
+    """Iteration 0: subsample, encode and score the pool (``pool_file``: its source and the SHA-256
+    of its file, recorded for a resume to compare)."""
     started = time.perf_counter()
     target = runner.target
     texts = [pool] if isinstance(pool, str) else list(pool)
@@ -443,47 +444,49 @@ def _start(
     Y = torch.tensor([values[i] for i in keep], dtype=torch.float64)
     rows = [_row(0, texts[i], scored[i]) for i in keep]
     if isinstance(target, Objectives):
-        fill: float | list[float] | None = target.fill_values(Y)
+        fill: float | list[float] = target.fill_values(Y)
     else:
         fill = float(Y.min()) if target.invalid_score is None else _values(target, [None])[0]
     box = bounding_box(X, config.acquisition.margin)
-    meta: dict[str, Any] = {
-        "version": STATE_VERSION,
-        "identity": identity,
-        "molecular": model.domain.molecular,  # what states said before "domain"; kept for their readers
-        "domain": model.domain.name,
-        "completed": 0,
-        "oracle_calls": calls,
-        "fill_value": fill,
-        "pool": {"source": pool_source, "size": len(keep), "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()},
-        "surrogate_kind": config.surrogate.kind,
-        "trust_region": TrustRegion(config.acquisition.tr_length).to_dict(),
-        "iterations": [],
-        "pool_seconds": 0.0,
-        "heldout": None,
-    }
+    objectives = None
     if isinstance(target, Objectives):
         ref = reference_point(Y)
-        meta["objectives"] = {"names": target.name, "maximize": target.maximize, "reference_point": ref.tolist(),
-                              "reference_rule": REFERENCE_RULE, "pool_hypervolume": hypervolume(Y, ref)}  # fmt: skip
+        objectives = ObjectivesRecord(names=target.name, maximize=target.maximize, reference_point=ref.tolist(),
+                                      reference_rule=REFERENCE_RULE, pool_hypervolume=hypervolume(Y, ref))  # fmt: skip
         log(f"reference point (values to maximise: {', '.join(target.name)}): "
-            + ", ".join(f"{v:.4g}" for v in ref.tolist()) + f"; pool hypervolume {meta['objectives']['pool_hypervolume']:.4g}")
+            + ", ".join(f"{v:.4g}" for v in ref.tolist()) + f"; pool hypervolume {objectives.pool_hypervolume:.4g}")
+    heldout: dict[str, Any] | None = None
+    surrogate_kind = config.surrogate.kind
     if config.heldout and isinstance(target, Objectives):
-        meta["heldout"] = {name: heldout_metrics(X, Y[:, j], box, config.surrogate, seed=config.seed)
-                           for j, name in enumerate(target.name)}  # fmt: skip
-        for name, metrics in meta["heldout"].items():
+        heldout = {name: heldout_metrics(X, Y[:, j], box, config.surrogate, seed=config.seed)
+                   for j, name in enumerate(target.name)}  # fmt: skip
+        for name, metrics in heldout.items():
             log(f"held-out GP metrics of {name} (10%): " + ", ".join(
                 f"{k}: RMSE {m['rmse']:.3f}, LL {m['log_likelihood']:.3f}, {m['seconds']:.1f} s" for k, m in metrics.items()))
     elif config.heldout or config.surrogate.kind == "auto":
         metrics = heldout_metrics(X, Y, box, config.surrogate, seed=config.seed)
-        meta["heldout"] = metrics
+        heldout = metrics
         log("held-out GP metrics (10%): " + ", ".join(
             f"{k}: RMSE {m['rmse']:.3f}, LL {m['log_likelihood']:.3f}, {m['seconds']:.1f} s" for k, m in metrics.items()))
         if config.surrogate.kind == "auto":
-            meta["surrogate_kind"] = choose_surrogate(metrics)
-            log(f"surrogate: {meta['surrogate_kind']} (higher held-out log-likelihood)")
-    meta["pool_seconds"] = time.perf_counter() - started
-    log(f"pool: {len(keep)} strings encoded and scored in {meta['pool_seconds']:.1f} s")
+            surrogate_kind = choose_surrogate(metrics)
+            log(f"surrogate: {surrogate_kind} (higher held-out log-likelihood)")
+    meta = RunMeta(
+        identity=identity,
+        molecular=model.domain.molecular,  # what states said before "domain"; kept for their readers
+        domain=model.domain.name,
+        objectives=objectives,
+        pool=PoolRecord(source=pool_file[0], size=len(keep), sha256=hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+                        file_sha256=pool_file[1]),  # fmt: skip
+        fill_value=fill,
+        surrogate_kind=surrogate_kind,
+        heldout=heldout,
+        pool_seconds=time.perf_counter() - started,
+        completed=0,
+        oracle_calls=calls,
+        trust_region=TrustRegion(config.acquisition.tr_length).to_dict(),
+    )
+    log(f"pool: {len(keep)} strings encoded and scored in {meta.pool_seconds:.1f} s")
     return OptimizationState(X, Y, box, rows, meta)
 
 
@@ -498,18 +501,18 @@ def _iterate(
     acq = config.acquisition
     t0 = time.perf_counter()
     warm = state.gp if config.surrogate.warm_start else None
-    multi = state.meta.get("objectives")  # several targets: a GP each, qLogNEHVI, the hypervolume
+    multi = state.meta.objectives  # several targets: a GP each, qLogNEHVI, the hypervolume
     fit = fit_surrogate if multi is None else fit_surrogates
     surrogate = fit(
-        state.X, state.Y, state.box, config.surrogate, seed=seed, kind=state.meta["surrogate_kind"], warm_start=warm
+        state.X, state.Y, state.box, config.surrogate, seed=seed, kind=state.meta.surrogate_kind, warm_start=warm
     )
     state.gp = surrogate.hyperparameters()
     t1 = time.perf_counter()
-    region = TrustRegion.from_dict(state.meta["trust_region"])
+    region = TrustRegion.from_dict(state.meta.trust_region)
     if multi is None:
         proposal = propose(surrogate.model, state.X, state.Y, state.box, acq, seed=seed, trust_region=region)
     else:
-        ref = torch.tensor(multi["reference_point"], dtype=torch.float64)
+        ref = torch.tensor(multi.reference_point, dtype=torch.float64)
         proposal = propose_pareto(surrogate.model, state.X, state.Y, state.box, ref, acq, seed=seed, trust_region=region)
     t2 = time.perf_counter()
     if config.beam_width:
@@ -526,7 +529,7 @@ def _iterate(
     strings, scored, failures = [strings[i] for i in kept], [scored[i] for i in kept], [failures[i] for i in kept]
     codes = proposal.X[kept].to(torch.float64)
     values = _values(target, scored)
-    fill = state.meta["fill_value"]
+    fill = state.meta.fill_value
     Y_new = torch.tensor([fill if v is None else v for v in values], dtype=torch.float64)
     t4 = time.perf_counter()
 
@@ -546,10 +549,10 @@ def _iterate(
     state.Y = torch.cat([state.Y, Y_new])
     state.rows.extend(_row(iteration, s, r, f) for s, r, f in zip(strings, scored, failures))
     best = state.best(pool=False) if multi is None else None
-    state.meta["trust_region"] = region.to_dict()
-    state.meta["completed"] = iteration
-    state.meta["oracle_calls"] = ledger.calls
-    state.meta["iterations"].append({
+    state.meta.trust_region = region.to_dict()
+    state.meta.completed = iteration
+    state.meta.oracle_calls = ledger.calls
+    state.meta.iterations.append({
         "iteration": iteration,
         "proposals": len(strings),
         "valid": sum(r is not None for r in scored),

@@ -103,9 +103,9 @@ def oracle_trace(state: OptimizationState, where: str | Path = "state") -> list[
     The count is checked against the one the run saved (per iteration and in all); a mismatch is a
     :class:`PmoMetricError` naming ``where``.
     """
-    domain = domain_named(state.meta.get("domain") or ("molecules" if state.meta.get("molecular", True) else "text"))
-    iterations = state.meta.get("iterations", [])
-    saved_total = state.meta.get("oracle_calls")
+    domain = domain_named(state.meta.domain_name())
+    iterations = state.meta.iterations
+    saved_total = state.meta.oracle_calls
     by_iteration: dict[int, list[dict[str, Any]]] = {}
     for row in state.rows:
         by_iteration.setdefault(int(row["iteration"]), []).append(row)
@@ -153,9 +153,7 @@ def run_metrics(state: OptimizationState, budget: int, where: str | Path = "stat
     score (top-1) and the top-10 mean at its end, oracle calls used, seconds (the loop's own timings
     saved in the state: the pool's and every iteration's) and seconds per call, and the curve."""
     trace = oracle_trace(state, where)
-    seconds = float(state.meta.get("pool_seconds", 0.0)) + sum(
-        float(it["seconds"]["total"]) for it in state.meta.get("iterations", [])
-    )
+    seconds = state.meta.pool_seconds + sum(float(it["seconds"]["total"]) for it in state.meta.iterations)
     used = trace[:budget]
     scored = [s for s in used if s is not None]
     return {
@@ -163,7 +161,7 @@ def run_metrics(state: OptimizationState, budget: int, where: str | Path = "stat
         "top1": max(scored) if scored else None,
         "top10_mean": top_mean(used) if scored else None,
         "oracle_calls": len(used),
-        "iterations": int(state.meta.get("completed", 0)),
+        "iterations": state.meta.completed,
         "seconds": seconds,
         "seconds_per_call": seconds / len(used) if used else None,
         "curve": top_curve(used, budget),

@@ -43,7 +43,7 @@ from molks.domain import Domain, domain_named
 from molks.drawing import DrawingError, draw_text_table, figure, save_figure
 from molks.files import atomic_write_text
 from molks.optimize.multiobjective import pareto_mask
-from molks.optimize.state import STATE_FILE, OptimizationState
+from molks.optimize.state import STATE_FILE, ObjectivesRecord, OptimizationState
 
 __all__ = [
     "BEST_SHOWN",
@@ -81,7 +81,7 @@ def write_report(out: Path, state: OptimizationState) -> dict[str, Any]:
 def summary(state: OptimizationState) -> dict[str, Any]:
     """What summary.json holds (its keys and their order are the file's format)."""
     settings = _settings(state)
-    target, maximize = state.meta["identity"]["target"], state.meta["identity"]["maximize"]
+    target, maximize = state.meta.identity.target, state.meta.identity.maximize
     proposals = [r for r in state.rows if r["iteration"] > 0]
     valid = [r for r in proposals if r["valid"]]
     domain = _domain(state)
@@ -95,8 +95,8 @@ def summary(state: OptimizationState) -> dict[str, Any]:
     return {
         "target": target,
         "maximize": maximize,
-        "iterations_completed": state.meta["completed"],
-        "oracle_calls": state.meta.get("oracle_calls"),  # distinct items scored, the pool's included (PMO's count)
+        "iterations_completed": state.meta.completed,
+        "oracle_calls": state.meta.oracle_calls,  # distinct items scored, the pool's included (PMO's count)
         "proposals": len(proposals),
         "valid_proposals": len(valid),
         "fraction_valid": len(valid) / len(proposals) if proposals else None,
@@ -148,8 +148,8 @@ def plot_best_score(path: Path, state: OptimizationState) -> None:
     if best_pool is not None:
         ax.axhline(best_pool["score"], color="grey", linestyle="--", label="best in pool")
     ax.set_xlabel("evaluated proposals")
-    identity = state.meta["identity"]
-    ax.set_ylabel(f"{identity['target']} score" + ("" if identity["maximize"] else " (lower is better)"))
+    identity = state.meta.identity
+    ax.set_ylabel(f"{identity.target} score" + ("" if identity.maximize else " (lower is better)"))
     ax.legend(loc="best")
     fig.tight_layout()
     save_figure(fig, path)
@@ -165,23 +165,22 @@ def _draw_best(path: Path, top: list[dict[str, Any]], domain: Domain) -> None:
 
 
 def _domain(state: OptimizationState) -> Domain:
-    """The run's domain, from the state alone (states written before "domain" say "molecular").
+    """The run's domain, from the state alone (:meth:`~molks.optimize.state.RunMeta.domain_name`).
 
     Text items are compared as written: the grammar is not in the state, and decodings of one
     grammar are spelled one way.
     """
-    name = state.meta.get("domain") or ("molecules" if state.meta.get("molecular") else "text")
-    return domain_named(name)
+    return domain_named(state.meta.domain_name())
 
 
 def _settings(state: OptimizationState) -> dict[str, Any]:
     """The run's settings ({"target", **OptimizeConfig.to_dict()}); a state written before they were
     saved has its identity's, the iterations it completed, and no record of its workers (None)."""
-    saved = state.meta.get("settings")
+    saved = state.meta.settings
     if saved is not None:
         return saved
-    identity = state.meta["identity"]
-    return {"target": identity["target"], "iterations": state.meta["completed"], **identity["config"],
+    identity = state.meta.identity
+    return {"target": identity.target, "iterations": state.meta.completed, **identity.config,
             "processes": None, "threads": None}  # fmt: skip
 
 
@@ -192,7 +191,7 @@ def pareto_front(state: OptimizationState) -> list[dict[str, Any]]:
     """The non-dominated items of everything valid in a multi-objective state (pool included), each
     once (an item written two ways: its first row), best in the first target first: per item its
     string, each target's score and the iteration that found it."""
-    names = state.objectives["names"]  # type: ignore[index]
+    names = _objectives(state).names
     domain = _domain(state)
     first: dict[str, int] = {}
     for i, row in enumerate(state.rows):
@@ -210,18 +209,18 @@ def pareto_front(state: OptimizationState) -> list[dict[str, Any]]:
 
 def _hypervolumes(state: OptimizationState) -> list[dict[str, Any]]:
     """Per iteration (0: the pool) the oracle calls so far and the hypervolume of everything valid."""
-    objectives = state.objectives or {}
-    pool_calls = state.meta["oracle_calls"] if not state.meta["iterations"] else (
-        state.meta["iterations"][0]["oracle_calls_total"] - state.meta["iterations"][0]["oracle_calls"])
-    rows = [{"iteration": 0, "oracle_calls": pool_calls, "hypervolume": objectives["pool_hypervolume"]}]
+    iterations = state.meta.iterations
+    pool_calls = state.meta.oracle_calls if not iterations else (
+        iterations[0]["oracle_calls_total"] - iterations[0]["oracle_calls"])
+    rows = [{"iteration": 0, "oracle_calls": pool_calls, "hypervolume": _objectives(state).pool_hypervolume}]
     rows += [{"iteration": it["iteration"], "oracle_calls": it["oracle_calls_total"], "hypervolume": it["hypervolume"]}
-             for it in state.meta["iterations"]]  # fmt: skip
+             for it in iterations]  # fmt: skip
     return rows
 
 
 def _write_pareto_report(out: Path, state: OptimizationState) -> dict[str, Any]:
     front = pareto_front(state)
-    names = state.objectives["names"]  # type: ignore[index]
+    names = _objectives(state).names
     atomic_write_text(out / "candidates.csv", candidates_csv(state))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -246,22 +245,22 @@ def _write_pareto_report(out: Path, state: OptimizationState) -> dict[str, Any]:
 def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve: list[dict[str, Any]]) -> dict[str, Any]:
     """summary.json of a run of several targets (its keys and their order are the file's format)."""
     settings = _settings(state)
-    objectives = state.objectives or {}
-    names, maximize = objectives["names"], objectives["maximize"]
+    objectives = _objectives(state)
+    names, maximize = objectives.names, objectives.maximize
     proposals = [r for r in state.rows if r["iteration"] > 0]
     valid = [r for r in proposals if r["valid"]]
-    ref = objectives["reference_point"]
+    ref = objectives.reference_point
     return {
         "targets": names,
         "maximize": maximize,
         "reference_point": {n: v if up else -v for n, v, up in zip(names, ref, maximize)},  # in each target's own direction
         "reference_point_values": ref,  # the values to maximise (minimised targets negated) the hypervolume is measured in
-        "reference_rule": objectives["reference_rule"],
+        "reference_rule": objectives.reference_rule,
         "hypervolume": curve[-1]["hypervolume"],
-        "pool_hypervolume": objectives["pool_hypervolume"],
+        "pool_hypervolume": objectives.pool_hypervolume,
         "hypervolume_per_iteration": [point["hypervolume"] for point in curve[1:]],
-        "iterations_completed": state.meta["completed"],
-        "oracle_calls": state.meta.get("oracle_calls"),  # distinct items scored (by every target), the pool's included
+        "iterations_completed": state.meta.completed,
+        "oracle_calls": state.meta.oracle_calls,  # distinct items scored (by every target), the pool's included
         "proposals": len(proposals),
         "valid_proposals": len(valid),
         "fraction_valid": len(valid) / len(proposals) if proposals else None,
@@ -278,15 +277,15 @@ def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve
 def _run_record(state: OptimizationState, settings: dict[str, Any]) -> dict[str, Any]:
     """The part of summary.json every run has, in the file's order: pool, GP, timings, iterations,
     trust region, settings."""
-    iterations = state.meta["iterations"]
+    iterations = state.meta.iterations
     return {
-        "pool": state.meta["pool"],
-        "surrogate_kind": state.meta["surrogate_kind"],
-        "heldout_metrics": state.meta["heldout"],
-        "seconds_pool": state.meta["pool_seconds"],
+        "pool": state.meta.pool.to_json(),
+        "surrogate_kind": state.meta.surrogate_kind,
+        "heldout_metrics": state.meta.heldout,
+        "seconds_pool": state.meta.pool_seconds,
         "seconds_per_iteration": [it["seconds"]["total"] for it in iterations],
         "iterations": iterations,
-        "trust_region": state.meta["trust_region"] if settings["acquisition"]["region"] == "trust-region" else None,
+        "trust_region": state.meta.trust_region if settings["acquisition"]["region"] == "trust-region" else None,
         "settings": settings,
     }
 
@@ -297,6 +296,13 @@ def _decoding_note(settings: dict[str, Any]) -> str:
     return f"each proposal decoded greedily plus {settings['decodings']} sampled decodings, the most frequent valid string kept"
 
 
+def _objectives(state: OptimizationState) -> ObjectivesRecord:
+    """The targets of a run of several (the Pareto report is written for those only)."""
+    if state.objectives is None:
+        raise ValueError("a run of one target has no Pareto front; see its ranked proposals")
+    return state.objectives
+
+
 def _axis_label(name: str, maximize: bool) -> str:
     return name + ("" if maximize else " (lower is better)")
 
@@ -304,8 +310,8 @@ def _axis_label(name: str, maximize: bool) -> str:
 def _plot_pareto(path: Path, state: OptimizationState, front: list[dict[str, Any]]) -> None:
     """Every valid scored item by its scores, the pool grey and the proposals coloured by iteration,
     the Pareto front circled in red: one panel for two targets, one per pair for three."""
-    objectives = state.objectives or {}
-    names, maximize = objectives["names"], objectives["maximize"]
+    objectives = _objectives(state)
+    names, maximize = objectives.names, objectives.maximize
     rows = [r for r in state.rows if r["valid"]]
     pairs = [(a, b) for a in range(len(names)) for b in range(a + 1, len(names))]
     fig = figure(4.2 * len(pairs), 3.8)
