@@ -10,7 +10,8 @@ of MO_RUN's starting pool, with as many new molecules as MO_RUN evaluated propos
   its proposals, in the order evaluated;
 - ``--random FILE``: strings of a file, one a line (e.g. ``molks sample RUN --n N`` of the prior).
 
-Prints one line per set: the hypervolume, the valid new molecules, and those on the Pareto front.
+Prints the seconds each of MO_RUN's iterations took (GP fit, proposal, whole iteration), then one
+line per set: the hypervolume, the valid new molecules, and those on the Pareto front.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +30,22 @@ from molks.optimize.multiobjective import hypervolume, open_objectives, pareto_m
 def _rows(run: Path) -> list[dict[str, str]]:
     with open(run / "candidates.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def print_seconds(label: str, summary: dict[str, Any]) -> None:
+    """One line of a run's seconds per iteration: GP fit, proposal and the whole iteration, each as a
+    list over the iterations and their mean (decoding and scoring are the rest)."""
+    iterations = summary.get("iterations") or []
+    if not iterations:
+        print(f"{label}: no iteration timed")
+        return
+    parts = []
+    for key in ("fit", "propose", "total"):
+        values = [float(it["seconds"][key]) for it in iterations]
+        parts.append(f"{key} {sum(values) / len(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})")
+    settings = summary.get("settings", {}).get("acquisition", {})
+    shown = ", ".join(f"{k} {settings[k]}" for k in ("q", "strategy", "num_restarts", "raw_samples", "maxiter") if k in settings)
+    print(f"{label}: seconds per iteration: " + "; ".join(parts) + (f"  [{shown}]" if shown else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,11 +75,13 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"targets {', '.join(names)}; reference point (values to maximise) {[round(v, 4) for v in ref.tolist()]}; "
               f"pool {len(pool)} molecules, hypervolume {hypervolume(Y_pool, ref):.4f}; {budget} new molecules each")
+        print_seconds(f"qLogNEHVI ({args.mo_run.name})", summary)
         measure(f"qLogNEHVI ({args.mo_run.name})", [r["string"] for r in rows if r["iteration"] != "0"])
         for run in args.single:
             if {r["string"] for r in _rows(run) if r["iteration"] == "0"} != {r["string"] for r in rows if r["iteration"] == "0"}:
                 print(f"warning: {run} started from another pool (use the same --pool, --pool-size and --seed)")
             measure(f"single ({run.name})", [r["string"] for r in _rows(run) if r["iteration"] != "0"])
+            print_seconds(f"  single ({run.name})", json.loads((run / "summary.json").read_text()))
         if args.random is not None:
             measure(f"random prior ({args.random.name})", args.random.read_text().splitlines())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,22 @@ from typer.testing import CliRunner
 import molks
 from molks.optimize.acquisition import AcquisitionConfig
 from molks.optimize.loop import OptimizeConfig, OptimizeError, optimize
+from molks.optimize import multiobjective
 from molks.optimize.multiobjective import (
+    PARETO_CHUNK,
+    PARETO_MC_SAMPLES,
     REFERENCE_RULE,
     MultiObjectiveError,
     contributions,
+    fit_surrogates,
     hypervolume,
     open_objectives,
     pareto_mask,
+    propose_pareto,
     reference_point,
 )
 from molks.optimize.state import STATE_FILE, OptimizationState
+from molks.optimize.surrogate import SurrogateConfig
 from molks.optimize.targets import qed
 from molks.training.checkpoint import load_checkpoint
 
@@ -191,3 +198,86 @@ def test_resume_with_other_targets_is_refused(two_iterations: Path, tiny_run: Pa
         optimize(model, [], two_iterations, ["qed", "sa"], OptimizeConfig(iterations=3, **CONFIG), resume=True, progress=False)
     with pytest.raises(OptimizeError, match="target"):
         optimize(model, [], two_iterations, "qed", OptimizeConfig(iterations=3, **CONFIG), resume=True, progress=False)
+
+
+# ---------------------------------------------------------------- the proposal step's settings
+
+
+class _Spy:
+    """Wraps optimize_acqf: records each call's q and the acquisition's MC samples."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, int]] = []
+        real = multiobjective.optimize_acqf
+
+        def spy(acqf: Any, **kwargs: Any) -> Any:
+            self.calls.append((kwargs["q"], acqf.sampler.sample_shape[0]))
+            return real(acqf, **kwargs)
+
+        monkeypatch.setattr(multiobjective, "optimize_acqf", spy)
+
+
+@pytest.fixture(scope="module")
+def toy() -> dict[str, Any]:
+    """Two objectives of 4-D codes [24, 4] and their GPs: a proposal takes a second or two."""
+    X = torch.rand(24, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    Y = torch.stack([-(X - 0.2).pow(2).sum(dim=1), -(X - 0.8).pow(2).sum(dim=1)], dim=1)
+    box = torch.stack([torch.zeros(4), torch.ones(4)]).double()
+    return {"X": X, "Y": Y, "box": box, "ref": reference_point(Y),
+            "model": fit_surrogates(X, Y, box, SurrogateConfig(), seed=0).model}  # fmt: skip
+
+
+def test_a_joint_batch_is_built_in_chunks_and_a_sequential_one_a_code_at_a_time(toy: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _Spy(monkeypatch)
+    q = PARETO_CHUNK + 1
+    for strategy, mc in (("joint", 16), ("sequential", 8)):
+        config = AcquisitionConfig(q=q, region="box", strategy=strategy, maxiter=5, raw_samples=16)
+        spy.calls.clear()
+        proposal = propose_pareto(toy["model"], toy["X"], toy["Y"], toy["box"], toy["ref"], config, seed=3, mc_samples=mc)
+        assert proposal.X.shape == (q, 4) and math.isfinite(proposal.acq_value)
+        assert ((proposal.X >= 0) & (proposal.X <= 1)).all()
+        chunks = [PARETO_CHUNK, 1] if strategy == "joint" else [1] * q
+        assert spy.calls == [(n, mc) for n in chunks]  # the chunks, each with the configured MC samples
+
+
+def test_sequential_is_botorchs_sequential_greedy_bit_for_bit(toy: dict[str, Any]) -> None:
+    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    from botorch.optim import optimize_acqf
+    from botorch.sampling.normal import SobolQMCNormalSampler
+
+    config = AcquisitionConfig(q=3, region="box", strategy="sequential", maxiter=5, raw_samples=16)
+    ours = propose_pareto(toy["model"], toy["X"], toy["Y"], toy["box"], toy["ref"], config, seed=5, mc_samples=16)
+    torch.manual_seed(5)
+    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([16]), seed=5)
+    acqf = qLogNoisyExpectedHypervolumeImprovement(toy["model"], ref_point=toy["ref"], X_baseline=toy["X"], sampler=sampler,
+                                                   prune_baseline=True, cache_root=True)  # fmt: skip
+    theirs, _ = optimize_acqf(acqf, bounds=toy["box"], q=3, num_restarts=2, raw_samples=16, sequential=True,
+                              options={"maxiter": 5, "seed": 5, "batch_limit": 2}, retry_on_optimization_warning=False)  # fmt: skip
+    assert torch.equal(ours.X, theirs)
+
+
+def test_bad_chunk_or_sample_count_is_a_clear_error(toy: dict[str, Any]) -> None:
+    args = (toy["model"], toy["X"], toy["Y"], toy["box"], toy["ref"], AcquisitionConfig(q=2, region="box"))
+    with pytest.raises(MultiObjectiveError, match="chunk must be 1 to"):
+        propose_pareto(*args, seed=0, chunk=0)
+    with pytest.raises(MultiObjectiveError, match="mc_samples must be at least 1"):
+        propose_pareto(*args, seed=0, mc_samples=0)
+
+
+def test_the_batch_settings_are_honoured_recorded_and_resumed(
+    tiny_run: Path, pool: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = _Spy(monkeypatch)
+    settings = {**CONFIG, "acquisition": AcquisitionConfig(q=3, strategy="sequential")}
+    model = molks.load(tiny_run)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    optimize(model, pool, whole, TARGETS, OptimizeConfig(iterations=2, **settings), progress=False)
+    assert spy.calls == [(1, PARETO_MC_SAMPLES)] * 6  # two rounds of three codes, one at a time
+    saved = OptimizationState.load(whole / STATE_FILE).meta.settings
+    assert saved is not None and saved["acquisition"]["strategy"] == "sequential"
+    optimize(model, pool, part, TARGETS, OptimizeConfig(iterations=1, **settings), progress=False)
+    optimize(model, pool, part, TARGETS, OptimizeConfig(iterations=2, **settings), resume=True, progress=False)
+    for name in ("candidates.csv", "hypervolume.csv"):
+        assert (part / name).read_text() == (whole / name).read_text()
+    with pytest.raises(OptimizeError, match="strategy was 'sequential', now 'joint'"):
+        optimize(model, pool, part, TARGETS, OptimizeConfig(iterations=3, **CONFIG), resume=True, progress=False)

@@ -177,7 +177,7 @@ def test_loop_writes_every_output_with_the_right_columns(two_iterations: Path, t
         assert (two_iterations / name).is_file(), name
     rows = _read_csv(two_iterations / "candidates.csv")
     dim = molks.load(tiny_run).latent_dim
-    assert list(rows[0]) == ["iteration", *(f"z{j}" for j in range(dim)), "string", "valid", "score", "logp", "sa", "cycle"]
+    assert list(rows[0]) == ["iteration", "call", *(f"z{j}" for j in range(dim)), "string", "valid", "score", "logp", "sa", "cycle"]
     iterations = [int(r["iteration"]) for r in rows]
     assert iterations.count(1) == iterations.count(2) == 4 and iterations.count(0) == len(rows) - 8
     for r in rows:

@@ -40,6 +40,13 @@ def pmo(
     beam_width: int = typer.Option(0, "--beam-width", min=0, help="Decode each proposal with a beam search of this width instead (0: --decodings)."),
     surrogate: str = typer.Option("exact", "--surrogate", help="GP: exact | variational | auto."),
     region: str = typer.Option("trust-region", "--region", help="Where proposals may lie: trust-region | box."),
+    restarts: bool = typer.Option(
+        True, "--restarts/--no-restarts", help="Restart the trust region after a round with few new oracle calls or when it collapses (TuRBO)."
+    ),
+    restart_yield: float = typer.Option(
+        0.25, "--restart-yield", min=0.0, max=1.0,
+        help="The fraction of a round's proposals that must be new oracle calls for the trust region not to restart (0: only on collapse).",
+    ),
     device: str = typer.Option("cpu", "--device", help="Where the autoencoder runs (cpu, cuda, auto); the GP runs on the CPU."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads for the GP."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or log lines; only the table at the end."),
@@ -63,7 +70,7 @@ def pmo(
     config = OptimizeConfig(
         iterations=UNTIL_BUDGET, budget=budget, decodings=decodings, beam_width=beam_width, pool_size=pool_size,
         threads=threads, surrogate=SurrogateConfig(kind=surrogate),
-        acquisition=AcquisitionConfig(q=batch_size, region=region),
+        acquisition=AcquisitionConfig(q=batch_size, region=region, restarts=restarts, restart_yield=restart_yield),
     )  # fmt: skip
     names, _ = check_benchmark(tasks.split(",") if tasks is not None else PMO_OBJECTIVES, seeds, config)
     latent = molks.load(model, device=device)

@@ -71,6 +71,17 @@ def optimize(
     ),
     region: str = typer.Option("trust-region", "--region", help="Where proposals may lie: trust-region | box."),
     strategy: str = typer.Option("joint", "--strategy", help="Batch optimisation: joint | sequential (slow baseline)."),
+    restarts: bool = typer.Option(
+        True, "--restarts/--no-restarts",
+        help="Restart the trust region (TuRBO) after a round with few new oracle calls (--restart-yield) or when it "
+        "collapses: its length reset, re-centred on the best point outside the regions abandoned. --no-restarts: "
+        "the region stays at its smallest around the best point (how runs started before restarts existed resume).",
+    ),
+    restart_yield: float = typer.Option(
+        0.25, "--restart-yield", min=0.0, max=1.0,
+        help="With restarts: the fraction of a round's proposals that must be new oracle calls (molecules not scored "
+        "before) for the trust region not to restart (0: restart only when it collapses).",
+    ),
     surrogate: str = typer.Option("exact", "--surrogate", help="GP: exact | variational | auto (choose on a 10% held-out split)."),
     heldout: bool = typer.Option(False, "--heldout", help="Report held-out RMSE / log-likelihood of both GP kinds first."),
     seed: int = typer.Option(0, "--seed", help="Makes the run reproducible."),
@@ -127,7 +138,8 @@ def optimize(
         threads=threads,
         target_timeout=target_timeout,
         surrogate=SurrogateConfig(kind=surrogate),
-        acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy),
+        acquisition=AcquisitionConfig(q=batch_size, region=region, strategy=strategy, restarts=restarts,
+                                      restart_yield=restart_yield),
     )
     if out.exists() and not out.is_dir():
         raise OptimizeError(f"--out {out}: exists and is not a directory")

@@ -19,6 +19,11 @@ proposals, and the hypervolume above a reference point fixed from the starting p
 state) takes the place of the best score; the report adds the Pareto front
 (:mod:`molks.optimize.report`).
 
+The trust region restarts after a round that brought few new oracle calls, or when it collapses
+(:mod:`molks.optimize.acquisition`); each restart is saved with the region and in the iteration's
+record. Every row of the state holds the oracle call that scored it (``call``, 1-based, the order
+PMO's metric reads; None for a repeat or an invalid proposal).
+
 Invalid proposals (not decodable, or not an item of the model's domain, e.g. not a molecule RDKit
 reads) are kept in the GP's data with the worst value of the starting pool (as the Grammar VAE
 protocol does), so the GP learns to avoid regions that do not decode; targets with an
@@ -50,6 +55,7 @@ from molks.optimize.acquisition import (
     TrustRegion,
     bounding_box,
     propose,
+    restart_center,
 )
 from molks.optimize.guard import (
     DEFAULT_TIMEOUT,
@@ -67,9 +73,17 @@ from molks.optimize.multiobjective import (
     propose_pareto,
     reference_point,
 )
-from molks.optimize.oracle import OracleLedger
+from molks.optimize.oracle import Batch, OracleLedger
 from molks.optimize.report import write_report
-from molks.optimize.state import STATE_FILE, ObjectivesRecord, OptimizationState, PoolRecord, RunIdentity, RunMeta
+from molks.optimize.state import (
+    STATE_FILE,
+    ObjectivesRecord,
+    OptimizationState,
+    PoolRecord,
+    RunIdentity,
+    RunMeta,
+    derive_call_indices,
+)
 from molks.optimize.surrogate import (
     SurrogateConfig,
     choose_surrogate,
@@ -160,6 +174,7 @@ class OptimizeConfig:
         """The settings a resumed run must share (everything but the number of iterations and workers)."""
         d = self.to_dict()
         del d["iterations"], d["processes"], d["threads"], d["target_timeout"], d["budget"]
+        d["acquisition"] = self.acquisition.identity()  # without the restart settings when restarts are off
         if d["beam_width"] == 0:
             del d["beam_width"]  # as runs saved before the option existed: they still resume
         return d
@@ -285,11 +300,15 @@ def _optimize(
         state = OptimizationState.load(state_path)
         if state.meta.identity != identity:
             diff = "; ".join(_differences(state.meta.identity.to_json(), identity.to_json()))
+            if "restarts" not in state.meta.identity.config.get("acquisition", {}) and config.acquisition.restarts:
+                diff += " (a run started before trust-region restarts existed resumes with them off: --no-restarts)"
             raise OptimizeError(f"--resume: {out} was started with other settings: {diff}; use another --out")
         _check_same_pool(out, state.meta.pool, pool_source, pool_sha256)
         runner.check([r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])
         if state.meta.domain is None:  # a state saved before the domain was
             state.meta.domain = model.domain.name
+        if not all("call" in row for row in state.rows):  # saved before rows had their call: derived once, then kept
+            state.rows = [_with_call(row, call) for row, call in zip(state.rows, derive_call_indices(state.rows, state.meta))]
         log(f"resuming {out} after iteration {state.meta.completed}")
     else:
         runner.check([pool] if isinstance(pool, str) else pool)  # a broken target: found before encoding
@@ -395,6 +414,11 @@ def _report_iteration(last: dict[str, Any], config: OptimizeConfig, bar: Any, lo
         f"{best}, {seconds['total']:.1f} s (fit {seconds['fit']:.1f}, propose {seconds['propose']:.1f}, "
         f"decode {seconds['decode']:.1f}, score {seconds['score']:.1f})"
     )
+    restart = last.get("restart")
+    if restart:
+        where_to = "the best point" if restart["center"] is None else f"row {restart['center']} ({restart['center_string']})"
+        log(f"iteration {last['iteration']}: trust region restarted ({restart['reason']}: {restart['new_calls']} new oracle "
+            f"calls of {restart['proposals']} proposals, length {restart['length']:.3g}), centred on {where_to}")
     if last.get("failed"):  # the target failed on some proposals: said, and the run goes on
         calls = last.get("target_failures") or []
         why = f"; {calls[-1]}" if calls else ""
@@ -442,7 +466,7 @@ def _start(
         log(f"{len(texts) - len(keep)} pool strings have no usable score and were left out: {scores.why_unscored()}")
     X = Z[keep]
     Y = torch.tensor([values[i] for i in keep], dtype=torch.float64)
-    rows = [_row(0, texts[i], scored[i]) for i in keep]
+    rows = [_row(0, texts[i], scored[i], call=call) for i, call in zip(keep, _pool_calls([texts[i] for i in keep], model))]
     if isinstance(target, Objectives):
         fill: float | list[float] = target.fill_values(Y)
     else:
@@ -495,7 +519,9 @@ def _iterate(
     ledger: OracleLedger,
 ) -> None:
     """One round: fit, propose, decode, score, append (state is updated in place). Items scored
-    before take their earlier result (``ledger``); proposals over the budget are left out."""
+    before take their earlier result (``ledger``); proposals over the budget are left out. Then the
+    trust region is updated, and restarted after a round of few new oracle calls or when it
+    collapsed (:mod:`molks.optimize.acquisition`)."""
     target = runner.target
     seed = config.seed * 1_000_003 + iteration
     acq = config.acquisition
@@ -522,10 +548,13 @@ def _iterate(
     t3 = time.perf_counter()
     valid = [s is not None and model.is_valid(s) for s in strings]
     batch = ledger.plan(strings, valid)
+    calls_before = ledger.calls
     scores = runner.score(batch.to_score, 1) if batch.to_score else Scores()
     ledger.record(batch, scores.terms, scores.failures)
     scored, failures = batch.results(len(strings), scores.terms, scores.failures)
     kept = batch.kept(len(strings))  # all but the proposals over the budget: those were not evaluated
+    calls = _batch_calls(batch, kept, calls_before)
+    proposed = len(strings)
     strings, scored, failures = [strings[i] for i in kept], [scored[i] for i in kept], [failures[i] for i in kept]
     codes = proposal.X[kept].to(torch.float64)
     values = _values(target, scored)
@@ -533,8 +562,8 @@ def _iterate(
     Y_new = torch.tensor([fill if v is None else v for v in values], dtype=torch.float64)
     t4 = time.perf_counter()
 
-    if multi is None:
-        best_before = float(state.Y.max())
+    if multi is None:  # better than the region's centre: the best point, or after a restart its local run's best
+        best_before = float(state.Y[region.center_index(state.Y)])
         improved = bool(any(v is not None and v > best_before for v in values))
     else:  # the hypervolume of the valid values, before and with this batch
         valid_rows = torch.tensor([row["valid"] for row in state.rows], dtype=torch.bool)
@@ -542,12 +571,17 @@ def _iterate(
         before = hypervolume(state.Y[valid_rows], ref)
         after = hypervolume(torch.cat([state.Y[valid_rows], torch.tensor(new, dtype=torch.float64).reshape(-1, state.Y.shape[1])]), ref)
         improved = after > before
-    if acq.region == "trust-region":
-        region.history.append(region.length)
-        region.update(improved, acq)
+    first_new = len(state.X)
     state.X = torch.cat([state.X, codes])
     state.Y = torch.cat([state.Y, Y_new])
-    state.rows.extend(_row(iteration, s, r, f) for s, r, f in zip(strings, scored, failures))
+    state.rows.extend(_row(iteration, s, r, f, c) for s, r, f, c in zip(strings, scored, failures, calls))
+    restart = None
+    if acq.region == "trust-region":
+        region.history.append(region.length)
+        collapsed = region.update(improved, acq)
+        if multi is None:
+            region.follow(state.Y, first_new)
+        restart = _restart(state, region, acq, iteration, proposal.bounds, collapsed, batch, proposed, multi is None)
     best = state.best(pool=False) if multi is None else None
     state.meta.trust_region = region.to_dict()
     state.meta.completed = iteration
@@ -568,9 +602,67 @@ def _iterate(
         "oracle_calls_total": ledger.calls,
         "repeats": len(batch.cached) + len(batch.waiting) - len(batch.to_score),
         "over_budget": len(batch.over_budget),
+        "restart": restart,
         "surrogate": {"kind": surrogate.kind, "n_points": surrogate.n_points, "n_fit": surrogate.n_fit},
         "seconds": {"fit": t1 - t0, "propose": t2 - t1, "decode": t3 - t2, "score": t4 - t3, "total": t4 - t0},
     })  # fmt: skip
+
+
+def _restart(
+    state: OptimizationState, region: TrustRegion, acq: AcquisitionConfig, iteration: int, bounds: torch.Tensor,
+    collapsed: bool, batch: Batch, proposed: int, recentre: bool,
+) -> dict[str, Any] | None:
+    """Restart ``region`` (abandoning ``bounds`` [2, D], the region of this round) when restarts are on
+    and this round made fewer new oracle calls than ``acq.restart_yield`` of its ``proposed``
+    proposals (those the budget left unscored aside), or the region collapsed; returns the restart's
+    record (None: no restart). ``recentre``: move the centre (one target); several targets keep
+    their region's centre rule (the point of largest hypervolume contribution) and only reset the length."""
+    if not acq.restarts:
+        return None
+    eligible = proposed - len(batch.over_budget)
+    new = len(batch.to_score)
+    low_yield = eligible > 0 and new < acq.restart_yield * eligible
+    if not (low_yield or collapsed):
+        return None
+    reason = "collapsed" if collapsed else "low-yield"
+    if collapsed and low_yield:
+        reason = "collapsed, low-yield"
+    center = None
+    if recentre:
+        valid = torch.tensor([bool(row["valid"]) for row in state.rows], dtype=torch.bool)
+        center = restart_center(state.X, state.Y, valid, [*region.abandoned(), bounds.to(torch.float64)])
+    record = region.restart(acq, iteration=iteration, reason=reason, bounds=bounds, center=center, n_rows=len(state.X))
+    return {**record, "new_calls": new, "proposals": eligible,
+            "center_string": None if center is None else state.rows[center]["string"]}  # fmt: skip
+
+
+def _batch_calls(batch: Batch, kept: Sequence[int], before: int) -> list[int | None]:
+    """Per kept proposal, the oracle call that scored it (1-based, ``before`` calls made earlier):
+    the first proposal of each new item sent to the target; None for the rest (cached, a repeat in
+    the batch, invalid)."""
+    first: dict[int, int] = {}  # index into to_score -> its first proposal
+    for i, j in batch.waiting.items():
+        first.setdefault(j, i)
+    call_of = {i: before + j + 1 for j, i in first.items()}
+    return [call_of.get(i) for i in kept]
+
+
+def _pool_calls(texts: Sequence[str], model: LatentModel) -> list[int | None]:
+    """Per pool row, its oracle call (1-based): the first row of each distinct item (canonical form)
+    in the pool's order, as the ledger and :func:`~molks.optimize.state.derive_call_indices` count."""
+    seen: set[str] = set()
+    calls: list[int | None] = []
+    for text in texts:
+        key = model.domain.canonical(text) or text
+        calls.append(None if key in seen else len(seen) + 1)
+        seen.add(key)
+    return calls
+
+
+def _with_call(row: dict[str, Any], call: int | None) -> dict[str, Any]:
+    """``row`` with its oracle call after ``valid``, where rows written since calls were indexed hold it."""
+    head = {k: row[k] for k in ("iteration", "string", "valid") if k in row}
+    return {**head, "call": call, **{k: v for k, v in row.items() if k not in head and k != "call"}}
 
 
 def _values(target: Target | Objectives, scored: Sequence[Terms | None]) -> list[Any]:
@@ -581,10 +673,14 @@ def _values(target: Target | Objectives, scored: Sequence[Terms | None]) -> list
     return target.objective([None if terms is None else terms["score"] for terms in scored])
 
 
-def _row(iteration: int, text: str | None, terms: Terms | None, failure: str | None = None) -> dict[str, Any]:
-    """A row of the state: iteration, string, valid (whether it scored), then its score terms; and
-    where the target failed on it, ``failure``: why."""
-    row = {"iteration": iteration, "string": text if text is not None else "", "valid": terms is not None, **(terms or {})}
+def _row(
+    iteration: int, text: str | None, terms: Terms | None, failure: str | None = None, call: int | None = None
+) -> dict[str, Any]:
+    """A row of the state: iteration, string, valid (whether it scored), the oracle call that scored it
+    (1-based; None: a repeat, invalid, or not scored), then its score terms; and where the target
+    failed on it, ``failure``: why."""
+    row = {"iteration": iteration, "string": text if text is not None else "", "valid": terms is not None, "call": call,
+           **(terms or {})}  # fmt: skip
     if failure is not None:
         row["failure"] = failure
     return row

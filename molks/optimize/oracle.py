@@ -21,7 +21,7 @@ from molks.optimize.targets import Terms
 
 __all__ = ["Batch", "OracleLedger"]
 
-_NOT_TERMS = ("iteration", "string", "valid", "failure")
+_NOT_TERMS = ("iteration", "string", "valid", "call", "failure")
 
 
 @dataclass

@@ -126,7 +126,8 @@ def run_pmo(
     identity = {
         "model_sha256": file_sha256(weights) if weights.is_file() else None,
         "budget": config.budget,
-        "config": {k: v for k, v in config.to_dict().items() if k not in ("seed", "processes", "threads", "target_timeout")},
+        "config": {**{k: v for k, v in config.to_dict().items() if k not in ("seed", "processes", "threads", "target_timeout")},
+                   "acquisition": config.acquisition.identity()},  # benchmarks begun before restarts: resumable with them off
     }
     settings = {
         "model": model_name or model.run_dir.name,

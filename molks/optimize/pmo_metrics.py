@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from molks.domain import domain_named
 from molks.errors import MolksError
 from molks.optimize.state import OptimizationState
 
@@ -95,49 +94,44 @@ def top_auc(
 def oracle_trace(state: OptimizationState, where: str | Path = "state") -> list[float | None]:
     """The score of every oracle call of a saved run, in the order made (None: a call without a score).
 
-    The calls are counted as :class:`~molks.optimize.oracle.OracleLedger` counts them: the distinct
-    items of the starting pool first (in the pool's order; pool strings the target could not score
-    are not rows of the state, so they come last among the pool's calls, without a score), then per
-    iteration each valid proposal whose item (canonical form) was not scored before, once; a repeat
-    and an invalid proposal are not calls, and an item whose scoring failed may be called again later.
-    The count is checked against the one the run saved (per iteration and in all); a mismatch is a
-    :class:`PmoMetricError` naming ``where``.
+    The order is the rows' call indices (:meth:`~molks.optimize.state.OptimizationState.call_indices`:
+    saved with each row since they were, derived for older states as
+    :class:`~molks.optimize.oracle.OracleLedger` counts calls): the distinct items of the starting
+    pool first (pool strings the target could not score are not rows of the state: their calls have
+    no score), then per iteration each valid proposal whose item was not scored before, once; a
+    repeat and an invalid proposal are not calls, and an item whose scoring failed may be called
+    again later. The calls are checked against the counts the run saved (per iteration and in all)
+    and must be numbered 1, 2, ... in row order; a mismatch is a :class:`PmoMetricError` naming ``where``.
     """
-    domain = domain_named(state.meta.domain_name())
-    iterations = state.meta.iterations
+    rows = state.rows
+    calls = state.call_indices()
+    counted: dict[int, int] = {}
+    scores: dict[int, float | None] = {}
+    last = 0
+    for row, call in zip(rows, calls):
+        if call is None:
+            continue
+        if not isinstance(call, int) or call <= last:
+            raise PmoMetricError(f"{where}: oracle call {call!r} of iteration {row['iteration']} does not follow call {last}; "
+                                 "calls are numbered 1, 2, ... in the order of the rows")  # fmt: skip
+        last = call
+        iteration = int(row["iteration"])
+        counted[iteration] = counted.get(iteration, 0) + 1
+        scores[call] = row.get("score") if "failure" not in row and row["valid"] else None
+    for iteration in sorted({int(row["iteration"]) for row in rows if int(row["iteration"]) > 0}):
+        saved = _saved_calls(state.meta.iterations, iteration)
+        if saved is not None and saved != counted.get(iteration, 0):
+            raise PmoMetricError(
+                f"{where}: iteration {iteration} saved {saved} oracle calls, its rows give {counted.get(iteration, 0)}; "
+                "the state does not match how molks counts calls"
+            )
     saved_total = state.meta.oracle_calls
-    by_iteration: dict[int, list[dict[str, Any]]] = {}
-    for row in state.rows:
-        by_iteration.setdefault(int(row["iteration"]), []).append(row)
-    known: set[str] = set()
-    trace: list[float | None] = []
-    for iteration in sorted(by_iteration):
-        rows = by_iteration[iteration]
-        called: dict[str, bool] = {}  # key -> whether it was scored without failure
-        for row in rows:
-            text = row.get("string") or ""
-            if not text or (iteration > 0 and not domain.is_valid(text)):
-                continue
-            key = domain.canonical(text) or text
-            if key in known or key in called:
-                continue
-            ok = "failure" not in row
-            called[key] = ok
-            trace.append(row.get("score") if ok and row["valid"] else None)
-        known.update(key for key, ok in called.items() if ok)
-        if iteration == 0 and saved_total is not None:  # pool strings without a score: calls all the same
-            later = sum(int(it.get("oracle_calls", 0)) for it in iterations)
-            trace.extend([None] * max(int(saved_total) - later - len(trace), 0))
-        elif iteration > 0:
-            saved = _saved_calls(iterations, iteration)
-            if saved is not None and saved != len(called):
-                raise PmoMetricError(
-                    f"{where}: iteration {iteration} saved {saved} oracle calls, its rows give {len(called)}; "
-                    "the state does not match how molks counts calls"
-                )
-    if saved_total is not None and int(saved_total) != len(trace):
-        raise PmoMetricError(f"{where}: the run saved {saved_total} oracle calls, its rows give {len(trace)}")
-    return trace
+    total = last if saved_total is None else int(saved_total)
+    later = sum(n for iteration, n in counted.items() if iteration > 0)
+    # The proposals' calls are the last ones: they end at the total (the pool's calls without a row come before).
+    if last > total or (later and last != total):
+        raise PmoMetricError(f"{where}: the run saved {saved_total} oracle calls, its rows give {last}")
+    return [scores.get(call) for call in range(1, total + 1)]
 
 
 def _saved_calls(iterations: list[dict[str, Any]], iteration: int) -> int | None:

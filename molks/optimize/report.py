@@ -5,8 +5,10 @@
 
 Files written (atomically) in the run's folder:
 
-- ``candidates.csv``     every evaluated code: iteration (0 = the starting pool), latent columns
-  z0.., string, valid, score, and the target's other score terms (``logp``: logp, sa, cycle);
+- ``candidates.csv``     every evaluated code: iteration (0 = the starting pool), call (the oracle
+  call, 1-based in the order made, that scored its item; empty for a repeat of an item scored
+  before and an invalid proposal), latent columns z0.., string, valid, score, and the target's
+  other score terms (``logp``: logp, sa, cycle);
   where the target failed on some strings, a last column ``failure`` says why
 - ``summary.json``       top-k proposals, fraction valid, average valid score, seconds per
   iteration and phase, the settings, held-out GP metrics when computed
@@ -42,7 +44,7 @@ import numpy as np
 from molks.domain import Domain, domain_named
 from molks.drawing import DrawingError, draw_text_table, figure, save_figure
 from molks.files import atomic_write_text
-from molks.optimize.multiobjective import pareto_mask
+from molks.optimize.multiobjective import PARETO_CHUNK, pareto_mask
 from molks.optimize.state import STATE_FILE, ObjectivesRecord, OptimizationState
 
 __all__ = [
@@ -115,11 +117,11 @@ def candidates_csv(state: OptimizationState) -> str:
     failures = any("failure" in row for row in state.rows)  # a last column, where the target failed on some
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["iteration", *(f"z{j}" for j in range(state.X.shape[1])), "string", "valid", *scores,
+    writer.writerow(["iteration", "call", *(f"z{j}" for j in range(state.X.shape[1])), "string", "valid", *scores,
                      *(["failure"] if failures else [])])  # fmt: skip
-    for x, row in zip(state.X.tolist(), state.rows):
+    for x, row, call in zip(state.X.tolist(), state.rows, state.call_indices()):
         writer.writerow([
-            row["iteration"], *(f"{v:.8g}" for v in x), row["string"], int(row["valid"]),
+            row["iteration"], "" if call is None else call, *(f"{v:.8g}" for v in x), row["string"], int(row["valid"]),
             *("" if row.get(k) is None else repr(float(row[k])) for k in scores),
             *([row.get("failure", "")] if failures else []),
         ])  # fmt: skip
@@ -268,7 +270,8 @@ def _pareto_summary(state: OptimizationState, front: list[dict[str, Any]], curve
         "pareto_from_proposals": sum(item["iteration"] > 0 for item in front),
         "pareto_front": front,
         **_run_record(state, settings),
-        "note": ("a GP per target, batches of qLogNEHVI built sequentially greedy (the batch strategy does not apply); "
+        "note": (f"a GP per target, batches of qLogNEHVI built in jointly optimised chunks of {PARETO_CHUNK} (strategy joint) "
+                 "or one code at a time (sequential); "
                  "the hypervolume is of the values to maximise (minimised targets negated) above reference_point_values; "
                  + _decoding_note(settings)),
     }  # fmt: skip

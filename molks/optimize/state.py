@@ -12,13 +12,14 @@ The run's metadata is a :class:`RunMeta`, saved in the file's JSON meta with the
 always had (``identity``, ``completed``, ``iterations``, ``trust_region``, ...; :meth:`RunMeta.to_json`),
 so states written before this class existed resume, and new ones are read by older molks. Keys
 added over time (``molecular``, ``domain``, ``oracle_calls``, ``settings``, ``pool.file_sha256``)
-are optional; a state without a key every version wrote, or with a value of the wrong type, is a
+are optional, and so is each row's ``call`` (derived where missing, :func:`derive_call_indices`);
+a state without a key every version wrote, or with a value of the wrong type, is a
 :class:`~molks.training.checkpoint.CheckpointError` naming the file and the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ import torch
 
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["STATE_FILE", "STATE_VERSION", "ObjectivesRecord", "OptimizationState", "PoolRecord", "RunIdentity", "RunMeta"]
+__all__ = ["STATE_FILE", "STATE_VERSION", "ObjectivesRecord", "OptimizationState", "PoolRecord", "RunIdentity", "RunMeta",
+           "derive_call_indices"]
 
 STATE_FILE = "state.safetensors"
 STATE_VERSION = 1
@@ -253,8 +255,9 @@ class OptimizationState:
 
     X: [N, D] float64 codes. Y: [N] float64 values to maximise (an invalid proposal: the fill
     value); [N, M] for M targets optimised together. box: [2, D] the bounding box of the pool's codes. rows: per code its iteration
-    (0 = the starting pool), string, valid, and the target's named score terms ("score" and any
-    others; none when invalid). meta: identity, settings, completed iterations, fill value, trust
+    (0 = the starting pool), string, valid, ``call`` (the oracle call, 1-based, that scored its
+    item; None for a repeat and an invalid item; absent in states saved before it was, see
+    :meth:`call_indices`), and the target's named score terms ("score" and any others; none when invalid). meta: identity, settings, completed iterations, fill value, trust
     region, timings, held-out metrics (:class:`RunMeta`). gp: the last fit's hyperparameters (a warm start).
     """
 
@@ -313,6 +316,17 @@ class OptimizationState:
         ranked = self.ranked(pool=pool)
         return ranked[0] if ranked else None
 
+    def call_indices(self) -> list[int | None]:
+        """Per row, the oracle call (1-based, in the order made) that scored it; None for a repeat (a
+        cache hit), an invalid proposal and an empty decoding.
+
+        Rows saved since calls were indexed hold theirs (``row["call"]``); a state saved before has
+        them derived from its rows (:func:`derive_call_indices`), the order molks has always counted
+        them in, so the two agree on every state."""
+        if all("call" in row for row in self.rows):
+            return [row["call"] for row in self.rows]
+        return derive_call_indices(self.rows, self.meta)
+
     def term_names(self) -> list[str]:
         """The target's score terms besides "score", in the order it gives them (the extra columns
         of candidates.csv); read from the rows, so that states of every version answer."""
@@ -322,4 +336,42 @@ class OptimizationState:
         return list(names)
 
 
-_ROW_FIELDS = ("iteration", "string", "valid", "score", "failure")  # "failure": why the target failed on it
+_ROW_FIELDS = ("iteration", "string", "valid", "call", "score", "failure")  # "failure": why the target failed on it
+
+
+def derive_call_indices(rows: Sequence[Mapping[str, Any]], meta: RunMeta) -> list[int | None]:
+    """The oracle call of each row (1-based; None: no call), counted as
+    :class:`~molks.optimize.oracle.OracleLedger` counts them, for states saved without ``row["call"]``.
+
+    The distinct items of the starting pool first, in the pool's order (pool strings the target
+    could not score are calls without a row: they take the numbers after the pool's rows, which
+    ``meta.oracle_calls`` and the iterations' counts give); then per iteration each proposal that is
+    an item of the run's domain and was not scored before (by canonical form), once. An item whose
+    scoring failed was not remembered, so a later proposal of it is a call again.
+    """
+    from molks.domain import domain_named  # imported on use: loading a state needs no RDKit
+
+    domain = domain_named(meta.domain_name())
+    calls: list[int | None] = [None] * len(rows)
+    by_iteration: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_iteration.setdefault(int(row["iteration"]), []).append(i)
+    known: set[str] = set()
+    made = 0
+    for iteration in sorted(by_iteration):
+        called: dict[str, bool] = {}  # key -> scored without failure (then remembered)
+        for i in by_iteration[iteration]:
+            text = rows[i].get("string") or ""
+            if not text or (iteration > 0 and not domain.is_valid(text)):
+                continue
+            key = domain.canonical(text) or text
+            if key in known or key in called:
+                continue
+            called[key] = "failure" not in rows[i]
+            made += 1
+            calls[i] = made
+        known.update(key for key, ok in called.items() if ok)
+        if iteration == 0 and meta.oracle_calls is not None:  # the pool's calls without a row
+            later = sum(int(it.get("oracle_calls", 0)) for it in meta.iterations)
+            made = max(made, int(meta.oracle_calls) - later)
+    return calls
