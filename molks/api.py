@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple, overload
 
+import numpy as np
 import torch
 
 from molks.checks import (
@@ -36,7 +37,7 @@ from molks.grammar.errors import NotTextError
 from molks.model.autoencoder import Autoencoder, ModelConfig
 from molks.model.names import LATENT_SOURCES
 from molks.model.prior import PriorError
-from molks.model.regularizers import ExPostGMM
+from molks.model.regularizers import KDE_CODES, ExPostGMM
 from molks.runs import RunDir
 from molks.training.checkpoint import CheckpointError, load_checkpoint, verify_weights
 
@@ -66,8 +67,16 @@ class LatentModel:
         self.model = model.eval()
         self.run_dir = run_dir
         self.ex_post = ex_post
+        self.kde: ExPostGMM | None = None
+        """The kernel density on held-out codes (``ex_post_kde.safetensors``; :meth:`fit_kde`), if any."""
         self.device = device
         self.domain = domain if domain is not None else domain_for_grammar(model.grammar)
+
+    @property
+    def default_source(self) -> str:
+        """Where :meth:`sample` draws when not told: the kernel density on held-out codes when the
+        run has one (it samples like the data: issue 17, benchmarks/ex_post_samplers.py), else the prior."""
+        return "kde" if self.kde is not None else "prior"
 
     @property
     def grammar(self) -> Grammar:
@@ -289,25 +298,66 @@ class LatentModel:
 
     @torch.no_grad()
     def sample_latent(
-        self, n: int, component: int | None = None, source: str = "prior", seed: int | None = None
+        self, n: int, component: int | None = None, source: str | None = None, seed: int | None = None
     ) -> torch.Tensor:
-        """n latent points [n, D] from the model's prior (``source="prior"``) or the ex-post GMM."""
+        """n latent points [n, D] from ``source``: the model's prior (``"prior"``), the ex-post GMM
+        fitted on the training codes (``"ex-post"``) or the kernel density on held-out codes
+        (``"kde"``); default :attr:`default_source`, or the prior when a ``component`` is given
+        (prior and ex-post GMM only): draw from that mixture component."""
         check_sample_count(n)
+        if source is None:  # a component is a mixture's: with one given, the prior's
+            source = "prior" if component is not None else self.default_source
         generator = torch.Generator().manual_seed(check_seed(seed)) if seed is not None else None
+        if source not in LATENT_SOURCES:
+            raise PriorError(f"source must be one of {', '.join(map(repr, LATENT_SOURCES))}, got {source!r}")
         if source == "prior":
             return self.model.regularizer.to("cpu").sample_prior(n, component=component, generator=generator).float()
-        if source == "ex-post":
-            if self.ex_post is None:
-                raise PriorError(f"{self.run_dir} has no ex-post GMM (ex_post_gmm.safetensors)")
-            return self.ex_post.sample(n, component=component, generator=generator).float()
-        raise PriorError(f"source must be one of {', '.join(map(repr, LATENT_SOURCES))}, got {source!r}")
+        density = self.ex_post if source == "ex-post" else self.kde
+        if density is None:
+            kind, file = ("ex-post GMM", RunDir.EX_POST) if source == "ex-post" else ("kernel density", RunDir.KDE)
+            hint = "" if source == "ex-post" else " (molks kde RUN HELD_OUT.smi fits one)"
+            raise PriorError(f"{self.run_dir} has no {kind} ({file}){hint}")
+        if component is not None and source == "kde":
+            raise PriorError("--component picks a mixture component of the prior or the ex-post GMM, not of the kernel density")
+        return density.sample(n, component=component, generator=generator).float()
+
+    def fit_kde(
+        self, texts: Sequence[str], bandwidth: float | None = None, max_codes: int = KDE_CODES, seed: int = 0,
+        save: bool = True,
+    ) -> Encoding:
+        """Fit the kernel density that :meth:`sample` then draws from by default: a Gaussian kernel of
+        sd ``bandwidth`` on the codes of ``texts`` (at most ``max_codes`` of them, a seeded random
+        choice), molecules the model was not trained on (a validation split or other held-out data:
+        around its training codes a decoder returns its training molecules). Items that cannot be
+        encoded are skipped (the returned :class:`Encoding` says which and why). ``save``: write it
+        to the run directory (``ex_post_kde.safetensors``), which a shipped model refuses.
+        ``bandwidth`` None: :func:`molks.model.regularizers.kde_bandwidth` of the model."""
+        from molks.model.regularizers import fit_ex_post_kde, kde_bandwidth
+
+        check_sample_count(max_codes, "max_codes")
+        run = RunDir(self.run_dir)
+        if save and run.is_shipped:
+            raise CheckpointError(f"{self.run_dir} is a model shipped with molks: copy the folder and fit the kernel density there")
+        texts = list(texts)
+        if len(texts) > max_codes:
+            keep = np.random.default_rng(check_seed(seed)).choice(len(texts), max_codes, replace=False)
+            texts = [texts[i] for i in sorted(keep)]
+        encoding = self.encode(texts, errors="skip")
+        if not len(encoding.codes):
+            raise GrammarError(f"none of the {len(texts)} items could be encoded, so there is no kernel density to fit")
+        bandwidth = kde_bandwidth(self.model.regularizer) if bandwidth is None else bandwidth
+        kde = fit_ex_post_kde(encoding.codes, bandwidth)
+        if save:
+            run.write_kde(kde, bandwidth, source="held-out items")
+        self.kde = kde
+        return encoding
 
     def sample(
         self,
         n: int,
         component: int | None = None,
         temperature: float | None = None,
-        source: str = "prior",
+        source: str | None = None,
         seed: int | None = None,
         beam_width: int = DEFAULT_BEAM_WIDTH,
     ) -> tuple[torch.Tensor, list[str | None]]:
@@ -347,7 +397,13 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
     ex_post = run_dir.read_ex_post()
     if ex_post is not None and hasattr(model.regularizer, "ex_post"):
         model.regularizer.ex_post = ex_post  # RAE samples through it
-    return LatentModel(model.to(torch_device), run, ex_post, torch_device, domain_of_config(doc, grammar))
+    latent_model = LatentModel(model.to(torch_device), run, ex_post, torch_device, domain_of_config(doc, grammar))
+    kde = run_dir.read_kde()
+    if kde is not None:
+        if kde[0].dim != latent_model.latent_dim:
+            raise CheckpointError(f"codes of dimension {kde[0].dim}, the model's are {latent_model.latent_dim}", path=run_dir.kde_file)
+        latent_model.kde = kde[0]
+    return latent_model
 
 
 def _prepared(domain: Domain, text: str, index: int) -> str:

@@ -39,9 +39,10 @@ or a measure not asked for, is ``None``):
 * ``reconstruction_tanimoto`` (molecules only): mean Tanimoto similarity between each
   held-out molecule and its greedy decoding on Morgan fingerprints (radius 2, 2048 bits, RDKit's
   rdFingerprintGenerator); an invalid or unfinished decoding counts 0.
-* ``prior_*`` and ``ex_post_*``: ``n_samples`` latent points from the model's prior
-  (``LatentModel.sample_latent(source="prior")``; for ``rae`` that is its ex-post GMM) and, if
-  asked, from the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid
+* ``prior_*`` and ``ex_post_*``: ``n_samples`` latent points from where ``molks sample`` draws
+  by default (``samples_source``: the model's prior, ``LatentModel.sample_latent(source="prior")``,
+  for ``rae`` its ex-post GMM; or ``kde``, the kernel density on held-out codes, when the run has
+  one) and, if asked, from the ex-post GMM fitted on the training codes, decoded greedily. ``validity``: valid
   / all, by the model's domain. ``uniqueness``: distinct valid / valid. ``novelty``: distinct
   valid not in the run's training set (``train.smi.gz``, canonicalised the same way, which costs
   about 0.1 ms a training molecule) / distinct valid; None when the run has no ``train.smi.gz``.
@@ -85,6 +86,7 @@ from molks.checks import (
 from molks.chemistry import canonical_smiles, novelty, read_molecule
 from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.errors import MolksError
+from molks.model.names import LATENT_SOURCES
 from molks.model.prior import GaussianMixturePrior
 from molks.model.regularizers import GMMRegularizer, cv_loss, ks_loss
 from molks.progress import Stages, showing
@@ -136,7 +138,7 @@ METRIC_KEYS = (
     "held_out_limit", "n_held_out", "held_out_skipped", "reconstruction", "reconstruction_unfinished",
     "reconstruction_decodings", "reconstruction_sampled", "reconstruction_tanimoto",
     "beam_width", "reconstruction_beam", "reconstruction_tanimoto_beam",
-    "n_samples", *(f"{source}_{name}" for source in SAMPLE_SOURCES for name in SAMPLE_KEYS),
+    "n_samples", "samples_source", *(f"{source}_{name}" for source in SAMPLE_SOURCES for name in SAMPLE_KEYS),
     "samples_decoding", "reference", "n_reference", *(f"prior_{name}" for name in DISTRIBUTION_KEYS),
     "split_size", *(f"prior_{name}_5k" for name in SPLIT_KEYS), *(f"floor_{name}_5k" for name in SPLIT_KEYS),
     "properties_png", "distance_prior", *_KS_CV_KEYS, "png", "seconds_by_stage", "seconds",
@@ -155,7 +157,9 @@ class EvaluationSettings:
     held_out: at most this many held-out items (the first ones; None: all). n_samples: prior
     samples. beam_width: how samples are decoded and the ``*_beam`` measures (1: greedy only).
     sampled_decodings: the Grammar VAE's sampled decodings per held-out code (0: skip, the
-    default; each costs a greedy decoding). ex_post: also sample the ex-post GMM. distribution:
+    default; each costs a greedy decoding). ex_post: also sample the ex-post GMM. source: where the
+    ``prior_*`` samples come from (prior, ex-post, kde; None: where ``molks sample`` draws by
+    default, :attr:`molks.api.LatentModel.default_source`). distribution:
     FCD and the MOSES metrics of the samples (molecules only); fcd: FCD among them (ChemNet,
     about 5 ms a molecule on one core). split_size: the size of the 5k-vs-5k comparison and its
     floor (``moses`` only). seed: seeds every draw. batch_size: codes per batch. processes:
@@ -169,6 +173,7 @@ class EvaluationSettings:
     beam_width: int = DEFAULT_BEAM_WIDTH
     sampled_decodings: int = 0
     ex_post: bool = False
+    source: str | None = None
     distribution: bool = True
     fcd: bool = True
     split_size: int = 5000
@@ -205,6 +210,7 @@ _SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "beam_width": int_rule(1, MAX_BEAM_WIDTH),
     "sampled_decodings": int_rule(0, MAX_SAMPLED_DECODINGS),
     "ex_post": (_is_bool, "true or false"),
+    "source": (lambda v: v is None or v in LATENT_SOURCES, f"one of {', '.join(LATENT_SOURCES)} (or None: the run's default)"),
     "distribution": (_is_bool, "true or false"),
     "fcd": (_is_bool, "true or false"),
     "split_size": int_rule(2, MAX_EVALUATION_ITEMS),
@@ -418,6 +424,7 @@ def evaluate(
         metrics = sample_metrics(decoded[source], model.domain.canonical, train) if source in decoded else {}
         result.update({f"{source}_{name}": metrics.get(name) for name in SAMPLE_KEYS})
     samples = decoded["prior_beam" if settings.beam_width > 1 else "prior"]
+    result["samples_source"] = settings.source or model.default_source
     result["samples_decoding"] = f"beam search, width {settings.beam_width}" if settings.beam_width > 1 else "greedy"
     if settings.distribution and model.is_molecular:
         given = None if reference is None else list(reference)
@@ -503,8 +510,9 @@ def _reconstruction(
 
 
 def _samples(model: LatentModel, settings: EvaluationSettings, stages: Stages) -> dict[str, list[str | None]]:
-    """Decoded samples per source (``prior``, ``ex_post``, and their ``_beam`` decodings)."""
-    sources = {"prior": "prior"}
+    """Decoded samples per source (``prior``: the model's default sampler, ``ex_post``, and their
+    ``_beam`` decodings)."""
+    sources = {"prior": settings.source or model.default_source}
     if settings.ex_post and model.ex_post is not None:
         sources["ex_post"] = "ex-post"
     decoded: dict[str, list[str | None]] = {}

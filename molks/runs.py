@@ -14,6 +14,8 @@ optimisation and the demo):
 - ``metrics.csv``, ``loss_curves.png``  per-epoch loss terms
 - ``train.smi.gz``, ``validation.smi``  the split (a shipped model may lack the training list)
 - ``ex_post_gmm.safetensors``  a GMM fitted on the training codes after training (``ex_post_gmm.sha256``)
+- ``ex_post_kde.safetensors``  a kernel density on the codes of held-out molecules, the sampler
+  ``molks sample`` uses when a run has one (``ex_post_kde.sha256``; ``molks kde``)
 - ``.molks.lock``  locked while a process trains here (:func:`molks.files.folder_lock`)
 
 Every write is atomic (:mod:`molks.files`); every unreadable file is a :class:`CheckpointError`
@@ -57,6 +59,7 @@ class RunDir:
     TRAIN = "train.smi.gz"
     VALIDATION = "validation.smi"
     EX_POST = "ex_post_gmm.safetensors"
+    KDE = "ex_post_kde.safetensors"
     # What a run holds before its first epoch ends; a checkpoint means it really started.
     START_FILES = (CONFIG, GRAMMAR, VALIDATION, TRAIN)
 
@@ -79,9 +82,15 @@ class RunDir:
         self.weights = self.path / self.WEIGHTS
         self.checkpoint = self.path / self.CHECKPOINT
         self.ex_post_file = self.path / self.EX_POST
+        self.kde_file = self.path / self.KDE
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    @property
+    def is_shipped(self) -> bool:
+        """Whether this is a model shipped inside the molks package (read-only for commands)."""
+        return self.path.resolve().parent == SHIPPED_MODELS
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RunDir) and other.path == self.path
@@ -225,19 +234,37 @@ class RunDir:
 
     def read_ex_post(self) -> ExPostGMM | None:
         """The GMM fitted on the training codes after training, or None when the run has none."""
-        from molks.model.regularizers import ExPostGMM
-
-        if not self.ex_post_file.is_file():
-            return None
-        tensors, _, _ = load_checkpoint(self.ex_post_file, finite=False)  # ExPostGMM says which value is wrong
-        verify_weights(self.ex_post_file)  # changed since written (ex_post_gmm.sha256): refused
-        try:
-            return ExPostGMM.from_tensors(tensors)
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"not an ex-post GMM ({err})", path=self.ex_post_file) from None
+        return self._read_density(self.ex_post_file, "an ex-post GMM")
 
     def write_ex_post(self, gmm: ExPostGMM, n_codes: int) -> None:
         save_weights(self.ex_post_file, gmm.to_tensors(), {"kind": "ex-post-gmm", "n_codes": n_codes})
+
+    def read_kde(self) -> tuple[ExPostGMM, dict[str, Any]] | None:
+        """The kernel density on held-out codes (:func:`molks.model.regularizers.fit_ex_post_kde`) and
+        its record (bandwidth, n_codes, the molecules' source), or None when the run has none."""
+        kde = self._read_density(self.kde_file, "a kernel density")
+        if kde is None:
+            return None
+        _, meta, _ = load_checkpoint(self.kde_file, finite=False)
+        if not kde.shared_covariance and kde.n_components > 1:
+            raise CheckpointError("not a kernel density (one covariance per component)", path=self.kde_file)
+        return kde, meta
+
+    def write_kde(self, kde: ExPostGMM, bandwidth: float, source: str) -> None:
+        meta = {"kind": "ex-post-kde", "n_codes": kde.n_components, "bandwidth": bandwidth, "codes_of": source}
+        save_weights(self.kde_file, kde.to_tensors(), meta)
+
+    def _read_density(self, path: Path, what: str) -> ExPostGMM | None:
+        from molks.model.regularizers import ExPostGMM
+
+        if not path.is_file():
+            return None
+        tensors, _, _ = load_checkpoint(path, finite=False)  # ExPostGMM says which value is wrong
+        verify_weights(path)  # changed since written (its .sha256 record): refused
+        try:
+            return ExPostGMM.from_tensors(tensors)
+        except (KeyError, RuntimeError, ValueError) as err:  # RegularizerError is a ValueError
+            raise CheckpointError(f"not {what} ({err})", path=path) from None
 
     # ------------------------------------------------------------------ cleanup
 

@@ -17,6 +17,7 @@ import molks
 from molks.cli.model import UNFINISHED, read_codes, register
 from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.evaluation import canonical_smiles
+from conftest import MOSES_SAMPLE
 
 app = typer.Typer(pretty_exceptions_enable=False)
 register(app)
@@ -205,7 +206,60 @@ def test_every_latent_source_the_cli_offers_is_one_the_model_samples(model: molk
     from molks.model.names import LATENT_SOURCES
 
     assert [member.value for member in Source] == list(LATENT_SOURCES)
+    with_kde = molks.load(model.run_dir)  # its own copy: fitting a density changes the model's default source
+    with_kde.fit_kde(MOSES_SAMPLE.read_text().split()[-50:], bandwidth=0.5, save=False)
     for source in LATENT_SOURCES:
-        assert model.sample_latent(3, source=source, seed=0).shape == (3, model.latent_dim)
-    with pytest.raises(molks.MolksError, match="source must be one of 'prior', 'ex-post', got 'posterior'"):
+        assert with_kde.sample_latent(3, source=source, seed=0).shape == (3, model.latent_dim)
+    with pytest.raises(molks.MolksError, match="source must be one of 'prior', 'ex-post', 'kde', got 'posterior'"):
         model.sample_latent(3, source="posterior")
+
+
+def test_kde_fits_on_held_out_items_and_becomes_what_sample_draws(tiny_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    held_out = tmp_path / "held.smi"
+    held_out.write_text("".join(f"{s}\n" for s in MOSES_SAMPLE.read_text().split()[-40:]) + "not_a_smiles\n")
+    # Training leaves one, on the validation split's codes, with the default kernel (no latent_noise).
+    from molks.model.regularizers import DEFAULT_KDE_BANDWIDTH
+    from molks.runs import RunDir
+
+    trained = RunDir(run_dir).read_kde()
+    assert trained is not None and trained[1]["codes_of"] == "validation split"
+    assert trained[1]["bandwidth"] == DEFAULT_KDE_BANDWIDTH and molks.load(run_dir).default_source == "kde"
+    (run_dir / "ex_post_kde.safetensors").unlink()
+    assert molks.load(run_dir).default_source == "prior"
+    with pytest.raises(molks.MolksError, match="no kernel density"):
+        molks.load(run_dir).sample_latent(2, source="kde")
+
+    result = run("kde", run_dir, held_out, "--bandwidth", 0.3, "--max-codes", 30, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "ex_post_kde.safetensors").is_file() and (run_dir / "ex_post_kde.sha256").is_file()
+    model = molks.load(run_dir)
+    assert model.default_source == "kde" and model.kde is not None
+    assert model.kde.shared_covariance and model.kde.n_components <= 30
+    # Its components are the held-out items' codes, each with the kernel's sd on the diagonal.
+    chosen = model.kde.means
+    codes = model.encode(MOSES_SAMPLE.read_text().split()[-40:])
+    assert all(torch.isclose(codes, row, atol=1e-5).all(dim=1).any() for row in chosen)
+    assert torch.allclose(model.kde.scale_tril[0], 0.3 * torch.eye(model.latent_dim))
+
+    # molks sample draws from it when no --source is given: the codes are those of sample_latent("kde").
+    result = run("sample", run_dir, "--n", 6, "--seed", 4, "--codes", tmp_path / "z.npy", "--out", tmp_path / "s.smi")
+    assert result.exit_code == 0, result.output
+    assert np.allclose(np.load(tmp_path / "z.npy"), model.sample_latent(6, source="kde", seed=4).numpy())
+    assert not np.allclose(np.load(tmp_path / "z.npy"), model.sample_latent(6, source="prior", seed=4).numpy())
+    result = run("sample", run_dir, "--n", 2, "--source", "kde", "--component", 1)
+    assert_clean_error(result, "component")
+
+    # Altered on disk since it was written: refused, as the weights are.
+    with (run_dir / "ex_post_kde.safetensors").open("r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x00" * 8)
+    assert_clean_error(run("sample", run_dir, "--n", 2), "ex_post_kde")
+
+
+def test_kde_refuses_bad_input_before_it_loads_anything(tmp_path: Path) -> None:
+    for bandwidth in ("0", "-1", "nan", "1e9"):
+        assert_clean_error(run("kde", tmp_path / "no-run", tmp_path / "no.smi", "--bandwidth", bandwidth), "--bandwidth")
+    assert_clean_error(run("kde", tmp_path / "no-run", tmp_path / "no.smi", "--max-codes", 0), "max_codes")
+    assert_clean_error(run("kde", "moses", MOSES_SAMPLE), "shipped")  # never written into the installed package

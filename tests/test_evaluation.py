@@ -134,7 +134,9 @@ def test_prior_samples_score_about_one_and_distorted_samples_do_not() -> None:
 def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
     model = molks.load(tiny_run)
     png = tmp_path / "grid" / "samples.png"
-    result = evaluate(model, settings=EvaluationSettings(n_samples=200, sampled_decodings=10, ex_post=True), png=png)
+    # The prior's samples (the tiny model's kernel density, on 2 epochs' codes, decodes few valid ones).
+    result = evaluate(model, settings=EvaluationSettings(n_samples=200, sampled_decodings=10, ex_post=True, source="prior"),
+                      png=png)  # fmt: skip
     assert tuple(result) == METRIC_KEYS
     for key in FRACTIONS:
         assert result[key] is None or 0.0 <= result[key] <= 1.0, key
@@ -172,7 +174,8 @@ def test_evaluate_tiny_run(tiny_run: Path, tmp_path: Path) -> None:
         assert result["prior_fcd"] >= 0.0 and 0.0 <= result["prior_snn"] <= 1.0
 
     # Reproducible, and the PNG exists exactly when some prior sample is a valid molecule.
-    again = evaluate(model, settings=EvaluationSettings(n_samples=200, sampled_decodings=10, ex_post=True, distribution=False))
+    again = evaluate(model, settings=EvaluationSettings(n_samples=200, sampled_decodings=10, ex_post=True, source="prior",
+                                                        distribution=False))  # fmt: skip
     same = [k for k in FRACTIONS if k.removeprefix("prior_") not in DISTRIBUTION_KEYS]
     assert {k: again[k] for k in same} == {k: result[k] for k in same}
     if result["prior_validity"] > 0:
@@ -215,7 +218,8 @@ def test_evaluate_command_writes_every_field_against_a_reference_file(tiny_run: 
     reference.write_text("CCO\nc1ccc2ccccc2c1\nCC(=O)Nc1ccc(O)cc1\nnot-a-molecule\n")
     out = tmp_path / "out" / "metrics.json"
     args = ["evaluate", str(tiny_run), "--n-samples", "200", "--decodings", "2", "--reference", str(reference),
-            "--json", str(out), "--properties-png", str(tmp_path / "out" / "properties.png"), "--device", "cpu"]  # fmt: skip
+            "--json", str(out), "--properties-png", str(tmp_path / "out" / "properties.png"), "--device", "cpu",
+            "--source", "prior"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
@@ -242,10 +246,11 @@ def test_the_quick_look_is_the_default_and_says_how_long_each_stage_took(tiny_ru
     assert result["split_size"] is None and result["floor_fcd_5k"] is None
     stages = result["seconds_by_stage"]
     assert list(stages)[:3] == ["held-out: encoding", "held-out: greedy decoding", "held-out: beam search (8)"]
-    assert "prior samples: beam search (8)" in stages and all(seconds >= 0 for seconds in stages.values())
+    assert result["samples_source"] == "kde"  # what training leaves, and what molks sample draws
+    assert "kde samples: beam search (8)" in stages and all(seconds >= 0 for seconds in stages.values())
     assert sum(stages.values()) <= result["seconds"] + 0.1
     report = format_report(result)
-    assert "  prior samples: beam search (8)" in report and report.rstrip().endswith(" s")
+    assert "  kde samples: beam search (8)" in report and report.rstrip().endswith(" s")
     defaults = EvaluationSettings()
     assert (defaults.held_out, defaults.n_samples, defaults.sampled_decodings, defaults.ex_post) == (1000, 1000, 0, False)
     assert EvaluationSettings.moses().n_samples == 30_000

@@ -22,6 +22,7 @@ from molks.model.regularizers import (
     estimate_loss_weights,
     expected_ks_loss,
     fit_ex_post_gmm,
+    fit_ex_post_kde,
     ks_loss,
     make_regularizer,
     mmd_imq,
@@ -313,6 +314,36 @@ def test_ex_post_gmm_rejects_bad_input() -> None:
         fit_ex_post_gmm(torch.randn(20, 2), covariance="banded")
     with pytest.raises(RegularizerError, match="codes"):
         fit_ex_post_gmm(torch.randn(5, 2), n_components=10)
+
+
+def test_ex_post_kde_draws_a_code_plus_kernel_noise_and_has_the_kernel_density() -> None:
+    codes = torch.tensor([[0.0, 0.0], [10.0, -10.0], [-10.0, 10.0]])
+    kde = fit_ex_post_kde(codes, bandwidth=0.5)
+    assert kde.shared_covariance and kde.scale_tril.shape == (1, 2, 2) and kde.n_components == 3
+    samples = kde.sample(6000, generator=_gen(3))
+    nearest = torch.cdist(samples, codes).argmin(dim=1)
+    assert torch.allclose(torch.bincount(nearest, minlength=3).float() / 6000, torch.full((3,), 1 / 3), atol=0.03)
+    offsets = samples - codes[nearest]
+    assert torch.allclose(offsets.std(0), torch.full((2,), 0.5), rtol=0.05) and offsets.mean(0).abs().max() < 0.03
+    # The density of an equal-weight mixture of N(code, 0.25 I), written out.
+    z = torch.tensor([[0.3, -0.2], [9.0, -9.5]])
+    by_hand = torch.logsumexp(
+        torch.distributions.Normal(codes.unsqueeze(0), 0.5).log_prob(z.unsqueeze(1)).sum(-1) - math.log(3), dim=1
+    )
+    assert torch.allclose(kde.log_prob(z), by_hand, atol=1e-5)
+    # Stored as an ex-post GMM is: the same tensors come back.
+    restored = ExPostGMM.from_tensors(kde.to_tensors())
+    assert torch.equal(restored.sample(5, generator=_gen(4)), kde.sample(5, generator=_gen(4)))
+
+
+@pytest.mark.parametrize("bandwidth", [0.0, -1.0, float("nan"), float("inf")])
+def test_ex_post_kde_rejects_bad_bandwidths_and_codes(bandwidth: float) -> None:
+    with pytest.raises(RegularizerError, match="bandwidth"):
+        fit_ex_post_kde(torch.randn(4, 2), bandwidth)
+    with pytest.raises(RegularizerError, match="codes"):
+        fit_ex_post_kde(torch.tensor([[0.0, float("nan")]]), 0.5)
+    with pytest.raises(RegularizerError, match="scale_tril"):
+        ExPostGMM(torch.ones(3) / 3, torch.zeros(3, 2), torch.eye(2).expand(2, 2, 2).clone())  # neither K nor 1
 
 
 # --- GMM regulariser state ---------------------------------------------------------------------

@@ -201,7 +201,7 @@ def sample_command(
     component: Annotated[Optional[int], typer.Option(help="Sample from this mixture component only.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sample the productions at this temperature (default: beam search).")] = None,
     beam_width: BeamOpt = None,
-    source: Annotated[Source, typer.Option(help="prior (the model's prior) or ex-post (the GMM fitted on the training codes).")] = Source("prior"),
+    source: Annotated[Optional[Source], typer.Option(help="prior (the model's prior), ex-post (the GMM fitted on the training codes) or kde (the kernel density on held-out codes, molks kde). Default: kde when the run has one (and no --component is given), else prior.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latent draw (and of temperature sampling).")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write the strings here instead of stdout.")] = None,
     codes: Annotated[Optional[Path], typer.Option(help="Also save the latent points (.npy or .csv).")] = None,
@@ -218,7 +218,7 @@ def sample_command(
     model = _load(run_dir, device)
     if png is not None and not model.is_molecular:
         raise CodesError(f"--png draws molecules, but {run_dir} models {model.grammar.name} strings")
-    chunks = _sample_chunks(model, n, component=component, temperature=temperature, beam_width=width, source=source.value, seed=seed)
+    chunks = _sample_chunks(model, n, component=component, temperature=temperature, beam_width=width, source=None if source is None else source.value, seed=seed)
     drawable: list[str] = []
 
     def stream(text_file: IO[bytes] | None, codes_file: IO[bytes] | None) -> None:
@@ -270,7 +270,7 @@ class _ReaderGone(Exception):
 
 
 def _sample_chunks(
-    model: LatentModel, n: int, *, component: int | None, temperature: float | None, beam_width: int, source: str, seed: int
+    model: LatentModel, n: int, *, component: int | None, temperature: float | None, beam_width: int, source: str | None, seed: int
 ) -> Iterator[tuple[torch.Tensor, list[str | None]]]:
     """(codes, decoded strings) of ``n`` samples, :data:`SAMPLE_CHUNK` at a time.
 
@@ -321,6 +321,7 @@ def evaluate_command(
     n_samples: Annotated[Optional[int], typer.Option(help=f"Prior samples (default: 1,000; 30,000 for --protocol moses; at most {MAX_EVALUATION_ITEMS:,}).")] = None,
     decodings: Annotated[int, typer.Option(help=f"Sampled decodings per held-out code (the Grammar VAE protocol; each costs a greedy decoding; 0 skips it; at most {MAX_SAMPLED_DECODINGS:,}).")] = 0,
     ex_post: Annotated[bool, typer.Option(help="Also sample the ex-post GMM fitted on the training codes (the ex_post_* keys).")] = False,
+    source: Annotated[Optional[Source], typer.Option(help="Where the samples come from: prior, ex-post or kde (default: where molks sample draws, the run's kernel density when it has one).")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Molecules the prior samples are compared with (FCD, MOSES metrics); default: the held-out data. For --protocol moses: the MOSES test set (e.g. test.csv.gz).")] = None,
     distribution: Annotated[bool, typer.Option(help="Compute FCD and the MOSES metrics of the prior samples (molecules only).")] = True,
     fcd: Annotated[bool, typer.Option(help="Compute FCD (ChemNet: about 5 ms a molecule on one core); --no-fcd keeps the other MOSES metrics.")] = True,
@@ -345,7 +346,8 @@ def evaluate_command(
 
     from molks.evaluation import EvaluationSettings, evaluate, format_report
 
-    options = {"held_out": held_out, "sampled_decodings": decodings, "ex_post": ex_post, "distribution": distribution,
+    options = {"held_out": held_out, "sampled_decodings": decodings, "ex_post": ex_post,
+               "source": None if source is None else source.value, "distribution": distribution,
                "fcd": fcd, "beam_width": beam_width, "seed": seed, "processes": processes}  # fmt: skip
     if n_samples is not None:
         options["n_samples"] = n_samples
@@ -384,10 +386,42 @@ def _evaluation_plan(run_dir: str, settings: EvaluationSettings, data: str | Non
     return f"evaluating {run_dir} ({settings.protocol}): " + ", ".join(parts) + hint
 
 
-COMMANDS = {"encode": encode_command, "decode": decode_command, "sample": sample_command, "evaluate": evaluate_command}
+MAX_BANDWIDTH = 100.0
+"""A kernel wider than this is no density of the codes (they lie within a few units of 0)."""
+
+
+@fail_cleanly
+def kde_command(
+    run_dir: RunArg,
+    held_out: Annotated[str, typer.Argument(help="Molecules (or expressions) the model was NOT trained on, e.g. its validation split: .smi/.txt or .csv/.tsv, optionally .gz.")],
+    bandwidth: Annotated[Optional[float], typer.Option(help="Sd of the Gaussian kernel per dimension (default: 1.4 s for a model trained with --option latent_noise=s, else 0.4).")] = None,
+    max_codes: Annotated[int, typer.Option(help="Keep at most this many codes (a seeded random choice of the items).")] = 20_000,  # KDE_CODES (torch-free here)
+    column: Annotated[Optional[str], typer.Option(help="CSV/TSV column holding the strings (default: smiles).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the choice of items.")] = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Fit the sampler molks sample then uses by default: a kernel density on the codes of held-out items."""
+    if bandwidth is not None and not (math.isfinite(bandwidth) and 0 < bandwidth <= MAX_BANDWIDTH):
+        raise CodesError(f"--bandwidth must be a number above 0 and at most {MAX_BANDWIDTH:g}, got {bandwidth}")
+    check_sample_count(max_codes, "max_codes")
+    check_seed(seed)
+    model = _load(run_dir, device)
+    items = _read_items(model, held_out, column)
+    encoding = model.fit_kde([text for _, text in items], bandwidth, max_codes=max_codes, seed=seed)
+    for index, reason in encoding.failures:
+        typer.echo(f"{held_out}: skipped item {index + 1} of the chosen ones: {reason}", err=True)
+    assert model.kde is not None  # fit_kde keeps what it fitted
+    width = float(model.kde.scale_tril[0, 0, 0])
+    typer.echo(f"kernel density of {len(encoding.codes)} codes, bandwidth {width:g} -> {model.run_dir / 'ex_post_kde.safetensors'}")
+
+
+COMMANDS = {
+    "encode": encode_command, "decode": decode_command, "sample": sample_command, "kde": kde_command,
+    "evaluate": evaluate_command,
+}  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``encode``, ``decode``, ``sample`` and ``evaluate`` to ``app`` (the top-level molks app)."""
+    """Add ``encode``, ``decode``, ``sample``, ``kde`` and ``evaluate`` to ``app`` (the top-level molks app)."""
     for name, command in COMMANDS.items():
         app.command(name)(command)

@@ -23,5 +23,6 @@ ENCODERS = ("conv", "gru", "transformer")
 DECODERS = ("repeat", "autoregressive")
 """Decoder kinds (``NetworkConfig.decoder``)."""
 
-LATENT_SOURCES = ("prior", "ex-post")
-"""Where ``LatentModel.sample_latent`` draws from: the model's prior, or the GMM fitted on the training codes."""
+LATENT_SOURCES = ("prior", "ex-post", "kde")
+"""Where ``LatentModel.sample_latent`` draws from: the model's prior, the GMM fitted on the training
+codes, or the kernel density on held-out codes."""

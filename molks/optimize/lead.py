@@ -151,6 +151,10 @@ class LeadConfig:
         """The settings a resumed run must share (all but the threads and the target's timeout)."""
         d = self.to_dict()
         del d["threads"], d["target_timeout"]
+        # Lead optimisation never restarts its regions (a few rounds per molecule): the restart
+        # settings are not part of a lead run, and runs saved before they existed still resume.
+        for key in ("restarts", "restart_yield"):
+            d["acquisition"].pop(key, None)
         return d
 
 
@@ -231,7 +235,7 @@ def _run(
     codes, kept, failures = model.encode(starts, errors="skip")
     code_of = {i: codes[j] for j, i in enumerate(kept)}
     reasons = dict(failures)
-    sigma = model.sample_latent(PRIOR_SAMPLES, seed=0).double().std(dim=0)
+    sigma = model.sample_latent(PRIOR_SAMPLES, source="prior", seed=0).double().std(dim=0)
     started = time.perf_counter()
     summary = write_lead_report(out, starts, records, target, config, source, draw=False)
     bar = None

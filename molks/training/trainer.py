@@ -11,6 +11,7 @@
 - ``metrics.csv``, ``loss_curves.png``  per-epoch loss terms
 - ``train.smi.gz``, ``validation.smi``  the split, for evaluation (novelty, reconstruction)
 - ``ex_post_gmm.safetensors``  a GMM fitted on the training codes after training
+- ``ex_post_kde.safetensors``  a kernel density on the validation codes after training (the default sampler)
 
 Every epoch starts from seeds derived from (seed, epoch), and a checkpoint taken inside an
 epoch also holds the batch reached, the running sums and the random state, so a run killed and
@@ -44,7 +45,7 @@ from molks.errors import file_access
 from molks.files import file_sha256, folder_lock, foreign_entries
 from molks.grammar import Grammar
 from molks.model.autoencoder import Autoencoder, ModelConfig
-from molks.model.regularizers import fit_ex_post_gmm
+from molks.model.regularizers import KDE_CODES, fit_ex_post_gmm, fit_ex_post_kde, kde_bandwidth
 from molks.progress import Heartbeat, progress_bar, showing
 from molks.runs import RunDir
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_weights, verify_weights
@@ -186,6 +187,7 @@ def _train(
         partial = None  # an epoch a mid-epoch checkpoint left unfinished: only the first
     if rank == 0:
         _fit_ex_post(run, model, session.train_data, device, train_config.seed)
+        _fit_kde(run, model, session.val_data, device, train_config.seed)
     if world > 1:
         dist.barrier()
     return run.path
@@ -532,6 +534,16 @@ def _fit_ex_post(run: RunDir, model: Autoencoder, train_data: torch.Tensor, devi
     model.load_state_dict(best)
     codes = encode_all(model, train_data, device)
     run.write_ex_post(fit_ex_post_gmm(codes, n_components=min(10, len(codes) // 2), seed=seed), n_codes=len(codes))
+
+
+def _fit_kde(run: RunDir, model: Autoencoder, val_data: torch.Tensor, device: torch.device, seed: int) -> None:
+    """The kernel density ``molks sample`` draws from by default, on the best model's codes of (at
+    most ``KDE_CODES``) validation items: molecules it was not trained on, so that its samples are
+    new ones (issue 17)."""
+    keep = torch.randperm(len(val_data), generator=torch.Generator().manual_seed(seed))[:KDE_CODES].sort().values
+    codes = encode_all(model, val_data[keep], device)  # model holds the best weights (_fit_ex_post)
+    bandwidth = kde_bandwidth(model.regularizer)
+    run.write_kde(fit_ex_post_kde(codes, bandwidth), bandwidth, source="validation split")
 
 
 def _check_resumable(run: RunDir, config_doc: dict[str, Any]) -> None:
