@@ -149,17 +149,17 @@ def run_demo(
 
     # 2. Evaluation.
     t = time.perf_counter()
-    log(f"[2/4] evaluating: reconstruction of held-out molecules, {settings.n_samples} prior samples")
+    log(f"[2/4] evaluating: reconstruction of held-out molecules, {settings.n_samples} samples ({latent.default_source})")
     evaluation, commands["evaluate"] = _evaluate(latent, model_ref, out, settings, seed)
     seconds["evaluation"] = time.perf_counter() - t
-    log(f"      greedy decoding: reconstruction {_percent(evaluation['reconstruction'])}, prior validity "
+    log(f"      greedy decoding: reconstruction {_percent(evaluation['reconstruction'])}, sample validity "
         f"{_percent(evaluation['prior_validity'])}")
     log(f"      beam search ({evaluation['beam_width']}): reconstruction {_percent(evaluation['reconstruction_beam'])}, "
-        f"prior validity {_percent(evaluation['prior_beam_validity'])}, uniqueness "
+        f"sample validity {_percent(evaluation['prior_beam_validity'])}, uniqueness "
         f"{_percent(evaluation['prior_beam_uniqueness'])}, novelty {_percent(evaluation['prior_beam_novelty'])} "
         f"({seconds['evaluation']:.0f} s)")
     if evaluation["png"] is None:
-        notes.append(f"none of the {settings.n_samples} prior samples decoded to a valid molecule, so there is "
+        notes.append(f"none of the {settings.n_samples} samples decoded to a valid molecule, so there is "
                      "no samples.png; a model trained longer samples valid molecules more often")
 
     # 3. Optimisation.

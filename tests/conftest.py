@@ -59,6 +59,16 @@ def train_tiny(
                            log=lambda _: None)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module's tests: their GP matrices are tiny, and a second thread only
+    adds OpenMP overhead (much more on a busy CPU). Use with ``pytest.mark.usefixtures``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, moses_smiles: list[str]) -> Path:
     """A tiny GMM model trained for 2 epochs on 320 molecules: real weights, poor decoding."""

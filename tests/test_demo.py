@@ -53,7 +53,8 @@ def _check_report(out: Path, lines: list[str]) -> dict:
     evaluation = report["evaluation"]
     assert evaluation["n_samples"] == report["settings"]["n_samples"] == 50
     assert 0 <= evaluation["reconstruction"] <= 1 and 0 <= evaluation["prior_validity"] <= 1
-    if evaluation["prior_validity"] > 0:
+    # The grid shows the samples as decoded for the metrics: the beam's when there is one.
+    if evaluation["prior_beam_validity" if evaluation["beam_width"] > 1 else "prior_validity"] > 0:
         assert report["files"]["samples"] == "samples.png"
         assert _png_size(out / "samples.png")[0] > 0
     else:  # no valid sample: said so in the report, no grid

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,7 @@ CONFIG: dict[str, Any] = {"decodings": 4, "pool_size": 60, "seed": 1, "threads":
 TARGETS = ["qed", "logp"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny GP matrices
 
 
 # ---------------------------------------------------------------- Pareto front and hypervolume

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,7 @@ FAST_GP = SurrogateConfig(maxiter=50, inducing_points=16)
 OUTPUT_FILES = ("candidates.csv", "summary.json", "best_molecules.png", "best_score.png", STATE_FILE)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # GP matrices here are tiny; a second thread only adds OpenMP overhead (and much more on a busy CPU).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny GP matrices
 
 
 @pytest.fixture(scope="module")
