@@ -234,7 +234,8 @@ class RunDir:
 
     def read_ex_post(self) -> ExPostGMM | None:
         """The GMM fitted on the training codes after training, or None when the run has none."""
-        return self._read_density(self.ex_post_file, "an ex-post GMM")
+        density = self._read_density(self.ex_post_file, "an ex-post GMM")
+        return None if density is None else density[0]
 
     def write_ex_post(self, gmm: ExPostGMM, n_codes: int) -> None:
         save_weights(self.ex_post_file, gmm.to_tensors(), {"kind": "ex-post-gmm", "n_codes": n_codes})
@@ -242,27 +243,25 @@ class RunDir:
     def read_kde(self) -> tuple[ExPostGMM, dict[str, Any]] | None:
         """The kernel density on held-out codes (:func:`molks.model.regularizers.fit_ex_post_kde`) and
         its record (bandwidth, n_codes, the molecules' source), or None when the run has none."""
-        kde = self._read_density(self.kde_file, "a kernel density")
-        if kde is None:
-            return None
-        _, meta, _ = load_checkpoint(self.kde_file, finite=False)
-        if not kde.shared_covariance and kde.n_components > 1:
+        density = self._read_density(self.kde_file, "a kernel density")
+        if density is not None and density[0].scale_tril.shape[0] != 1:
             raise CheckpointError("not a kernel density (one covariance per component)", path=self.kde_file)
-        return kde, meta
+        return density
 
     def write_kde(self, kde: ExPostGMM, bandwidth: float, source: str) -> None:
         meta = {"kind": "ex-post-kde", "n_codes": kde.n_components, "bandwidth": bandwidth, "codes_of": source}
         save_weights(self.kde_file, kde.to_tensors(), meta)
 
-    def _read_density(self, path: Path, what: str) -> ExPostGMM | None:
+    def _read_density(self, path: Path, what: str) -> tuple[ExPostGMM, dict[str, Any]] | None:
+        """(the mixture in ``path``, its metadata), or None when there is no such file."""
         from molks.model.regularizers import ExPostGMM
 
         if not path.is_file():
             return None
-        tensors, _, _ = load_checkpoint(path, finite=False)  # ExPostGMM says which value is wrong
+        tensors, meta, _ = load_checkpoint(path, finite=False)  # ExPostGMM says which value is wrong
         verify_weights(path)  # changed since written (its .sha256 record): refused
         try:
-            return ExPostGMM.from_tensors(tensors)
+            return ExPostGMM.from_tensors(tensors), meta
         except (KeyError, RuntimeError, ValueError) as err:  # RegularizerError is a ValueError
             raise CheckpointError(f"not {what} ({err})", path=path) from None
 
