@@ -17,7 +17,8 @@ The public API -- the names below are the ones molks keeps stable:
 ``train_from_file(path, spec, out)``   the one way runs are trained (CLI, demo, benchmarks, tests)
 ``RunDir``                             a run directory's files (config, split, weights, metrics)
 ``evaluate(model, ...)``               reconstruction, prior samples, FCD and the MOSES metrics
-``MolksError``                         the base of every error molks raises for bad input
+``MolksError``                         the base of every error molks raises for bad input;
+``InputError``, ``UnsupportedError``   its kinds: wrong input; a request this machine cannot do
 =====================================  ==========================================================
 
 Latent-space Bayesian optimisation is :func:`molks.optimize.loop.optimize` (``molks optimize``).
@@ -27,17 +28,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from molks.errors import MolksError  # torch-free: the base of every molks exception
+from molks.errors import InputError, MolksError, UnsupportedError  # torch-free: the error base and its kinds
 
 __all__ = [
     "Encoding",
     "Grammar",
     "GrammarError",
+    "InputError",
     "LatentModel",
     "MolksError",
     "RunDir",
     "TrainConfig",
     "TrainingSpec",
+    "UnsupportedError",
     "evaluate",
     "load",
     "train_from_file",

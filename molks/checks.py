@@ -14,7 +14,7 @@ import math
 import numbers
 from typing import Any
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -71,7 +71,7 @@ MAX_WORKERS = 1_024
 """Worker processes (``--processes``) or threads (``--threads``) of one command."""
 
 
-class OptionError(MolksError, ValueError):
+class OptionError(InputError):
     """An option's value is outside what molks accepts (the wrong type, or beyond its bound)."""
 
 

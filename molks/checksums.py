@@ -14,13 +14,13 @@ import hashlib
 import os
 from pathlib import Path
 
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.files import atomic_write_bytes, atomic_write_text, file_sha256
 
 __all__ = ["ChecksumError", "record_of", "verify_checksum", "write_checksummed"]
 
 
-class ChecksumError(MolksError, ValueError):
+class ChecksumError(InputError):
     """A file's bytes are not the ones recorded when it was written (or its record is unreadable)."""
 
 

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import numpy as np
 
-from molks.errors import MolksError, file_access
+from molks.errors import InputError, file_access
 from molks.files import atomic_write, atomic_write_text
 
 __all__ = ["CODE_SUFFIXES", "CodesError", "check_codes_suffix", "read_codes", "write_codes", "write_codes_csv"]
@@ -26,7 +26,7 @@ __all__ = ["CODE_SUFFIXES", "CodesError", "check_codes_suffix", "read_codes", "w
 CODE_SUFFIXES = (".npy", ".csv")
 
 
-class CodesError(MolksError, ValueError):
+class CodesError(InputError):
     """A codes file is unreadable, malformed, or does not fit the model."""
 
 

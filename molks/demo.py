@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from molks.data_files import embedded_data_file
-from molks.errors import MolksError, file_access
+from molks.errors import InputError, file_access
 from molks.models import DEFAULT_MODEL
 from molks.files import atomic_write_text
 
@@ -55,7 +55,7 @@ REPORT_FILES = ("report.json", "samples.png", "best_molecules.png", "best_score.
 _OWNED = (*REPORT_FILES, "optimize", "model", "train_data.smi", "held_out.smi")
 
 
-class DemoError(MolksError, ValueError):
+class DemoError(InputError):
     """The demo cannot run (output directory in use by something else, a model that is not molecular, ...)."""
 
 

@@ -11,20 +11,24 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from molks.errors import MolksError
+from molks.errors import InputError, UnsupportedError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_HINT", "DeviceError", "check_device_name", "resolve_device"]
+__all__ = ["DEVICE_HINT", "DeviceError", "DeviceUnavailableError", "check_device_name", "resolve_device"]
 
 # The devices molks runs on; torch accepts many more names (meta, xla, ...) that would fail later.
 _DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
 
 
-class DeviceError(MolksError, ValueError):
-    """A device name molks does not know, or a device that is not present here."""
+class DeviceError(InputError):
+    """A device name molks does not know, or (:class:`DeviceUnavailableError`) a device not present here."""
+
+
+class DeviceUnavailableError(DeviceError, UnsupportedError):
+    """A device molks knows that this machine does not have (``--device cuda`` without a GPU)."""
 
 
 def check_device_name(name: object) -> str:
@@ -42,9 +46,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
+        raise DeviceUnavailableError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; {DEVICE_HINT}")
+        raise DeviceUnavailableError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here; {DEVICE_HINT}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"--device {name}: MPS is not available here; use --device cpu or auto")
+        raise DeviceUnavailableError(f"--device {name}: MPS is not available here; use --device cpu or auto")
     return device

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 if TYPE_CHECKING:  # RDKit, the grammar and the drawing are imported on use: text-only work skips RDKit
     from rdkit import Chem
@@ -53,11 +53,11 @@ __all__ = [
 ]
 
 
-class DomainError(MolksError, ValueError):
+class DomainError(InputError):
     """A run names a domain molks does not know."""
 
 
-class ItemError(MolksError, ValueError):
+class ItemError(InputError):
     """An item is not valid in its domain (an unreadable SMILES); the reason says why."""
 
 

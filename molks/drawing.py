@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.files import atomic_write, atomic_write_bytes
 
 __all__ = ["DrawingError", "draw_molecules", "draw_text_table", "figure", "grid_image", "grid_png", "save_figure"]
@@ -26,7 +26,7 @@ __all__ = ["DrawingError", "draw_molecules", "draw_text_table", "figure", "grid_
 MAX_LEGEND = 40  # characters; longer legends (long SMILES) are shortened with an ellipsis
 
 
-class DrawingError(MolksError, ValueError):
+class DrawingError(InputError):
     """Nothing can be drawn (no molecule RDKit can read), or the arguments are inconsistent."""
 
 

@@ -2,9 +2,19 @@
 
 Kept free of heavy imports (no torch), so that data commands and worker processes use it cheaply.
 
-Every error molks raises for bad input derives from :class:`MolksError` (most also from
-``ValueError``, as they always did, and :class:`FileAccessError` from ``OSError``). The command line
-treats a ``MolksError`` as the user's mistake (one line, exit code 2) and anything else as a bug.
+Every error molks raises for bad input derives from :class:`MolksError`, and from one of its kinds
+(as BoTorch and lark group theirs), so that a caller can catch what it can act on:
+
+* :class:`InputError` (also a ``ValueError``): the input is wrong -- a file's content, a string
+  outside the grammar, an option's value, a damaged run or checkpoint. Each module names its own
+  (``CodesError``, ``CheckpointError``, the grammar's ``ParseError`` ...) under this kind.
+* :class:`UnsupportedError` (also a ``ValueError``): a well-formed request that this machine or
+  installation cannot carry out (``--device cuda`` without a GPU).
+* :class:`FileAccessError` (also an ``OSError``): a file cannot be read or written.
+* ``molks.chemistry.ChemistryError`` (also a ``RuntimeError``): RDKit crashed on an input.
+
+The command line treats a ``MolksError`` as the user's mistake (one line, exit code 2) and anything
+else as a bug.
 
 >>> str(MolksError("not a valid SMILES", path="in.smi", line=3))
 'in.smi:3: not a valid SMILES'
@@ -17,7 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["FileAccessError", "MissingFileError", "MolksError", "file_access"]
+__all__ = ["FileAccessError", "InputError", "MissingFileError", "MolksError", "UnsupportedError", "file_access"]
 
 
 class MolksError(Exception):
@@ -76,6 +86,14 @@ def _restore(cls: type[MolksError], args: tuple[Any, ...], state: dict[str, Any]
     for name, value in state.items():
         setattr(err, name, value)
     return err
+
+
+class InputError(MolksError, ValueError):
+    """The input is wrong: a file's content, a string, an option's value, a damaged run or checkpoint."""
+
+
+class UnsupportedError(MolksError, ValueError):
+    """A well-formed request this machine or installation cannot carry out (a GPU that is not here)."""
 
 
 class FileAccessError(MolksError, OSError):

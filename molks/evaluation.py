@@ -85,8 +85,8 @@ from molks.checks import (
 )
 from molks.chemistry import canonical_smiles, novelty, read_molecule
 from molks.decoding import DEFAULT_BEAM_WIDTH
-from molks.errors import MolksError
-from molks.model.names import LATENT_SOURCES
+from molks.errors import InputError
+from molks.model.names import EVALUATION_PROTOCOLS, LATENT_SOURCES
 from molks.model.prior import GaussianMixturePrior
 from molks.model.regularizers import GMMRegularizer, cv_loss, ks_loss
 from molks.progress import Stages, showing
@@ -116,7 +116,7 @@ __all__ = [
     "text_normalizer",
 ]
 
-PROTOCOLS = ("quick", "moses")
+PROTOCOLS = EVALUATION_PROTOCOLS  # torch-free, for the command line (molks.model.names)
 
 # The MOSES metrics of molks.metrics reported for the prior samples (as "prior_<name>"); validity,
 # uniqueness and novelty of the samples are the prior_* keys above them.
@@ -145,7 +145,7 @@ METRIC_KEYS = (
 )  # fmt: skip
 
 
-class EvaluationError(MolksError, ValueError):
+class EvaluationError(InputError):
     """An evaluation cannot run (no held-out data, nothing encodable, n_samples < 1, ...)."""
 
 

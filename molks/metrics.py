@@ -82,7 +82,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 from molks.dataset.errors import CacheWarning
 from molks.progress import progress_bar
 from molks.chemistry import novelty, read_molecule, sa_score
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.files import atomic_write
 from molks.workers import map_in_workers
 
@@ -155,7 +155,7 @@ CHUNK_SIZE = 1000  # molecules per unit of work (a progress step, a task of a wo
 BLOCK_ELEMENTS = 1 << 25  # Tanimoto blocks hold at most this many similarities (128 MiB of float32)
 
 
-class MetricsError(MolksError, ValueError):
+class MetricsError(InputError):
     """The metrics cannot be computed (nothing valid to compare, a missing RDKit data file, ...)."""
 
 

@@ -179,7 +179,6 @@ def test_evaluate_prints_and_writes_json(tiny_run: Path, tmp_path: Path) -> None
         (["--threads", "0"], "threads (--threads)"),
         (["--threads", "100000"], "threads (--threads)"),
         (["--protocol", "moses", "--n-samples", str(10**9)], "n_samples (--n-samples)"),
-        (["--protocol", "fast"], "protocol (--protocol)"),
         (["--device", "gpu0"], "--device 'gpu0'"),
     ],
 )
@@ -188,6 +187,16 @@ def test_evaluate_refuses_an_out_of_bound_option_before_it_loads_anything(tmp_pa
     result = run("evaluate", tmp_path / "no-such-run", "--data", tmp_path / "no-such.smi", *args)
     assert_clean_error(result, fragment)
     assert "no-such" not in result.stderr
+
+
+def test_evaluate_offers_the_library_protocols_as_choices(tmp_path: Path) -> None:
+    # The choices come from molks.model.names, the list EvaluationSettings checks against.
+    from molks.evaluation import PROTOCOLS
+
+    result = run("evaluate", tmp_path / "no-such-run", "--protocol", "fast")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'fast' is not one of" in result.output and all(f"'{name}'" in result.output for name in PROTOCOLS)
+    assert "no-such-run" not in result.output
 
 
 def test_evaluate_checks_its_options_before_a_real_run_is_loaded(tiny_run: Path, tmp_path: Path) -> None:

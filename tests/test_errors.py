@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import molks
 from molks.cli.common import fail_cleanly
-from molks.errors import FileAccessError, MissingFileError, MolksError, file_access
+from molks.errors import FileAccessError, InputError, MissingFileError, MolksError, UnsupportedError, file_access
 
 PACKAGE = Path(molks.__file__).resolve().parent
 
@@ -36,7 +36,7 @@ def test_the_message_is_one_line_built_from_the_fields() -> None:
     assert (err.path, err.reason, err.args) == ("a.smi", "bad", ("a.smi: bad",))
 
 
-def test_every_molks_exception_derives_from_molks_error() -> None:
+def _exception_classes() -> list[type]:
     classes = []
     for name, tree in _modules():
         if name.startswith("molks.models") or name.startswith("molks.cli.__main__"):
@@ -45,7 +45,34 @@ def test_every_molks_exception_derives_from_molks_error() -> None:
             if isinstance(node, ast.ClassDef) and node.name.endswith(("Error", "Exception")):
                 classes.append(getattr(importlib.import_module(name), node.name))
     assert len(classes) >= 20
-    assert [c.__name__ for c in classes if not issubclass(c, MolksError)] == []
+    return classes
+
+
+def test_every_molks_exception_derives_from_molks_error() -> None:
+    assert [c.__name__ for c in _exception_classes() if not issubclass(c, MolksError)] == []
+
+
+def test_every_molks_exception_has_a_kind() -> None:
+    # Grouped by kind, as BoTorch and lark group theirs: a caller catches InputError, not 27 names.
+    from molks.chemistry import ChemistryError
+
+    kinds = (InputError, UnsupportedError, FileAccessError, ChemistryError)
+    assert [c.__name__ for c in _exception_classes() if c is not MolksError and not issubclass(c, kinds)] == []
+    assert issubclass(molks.GrammarError, InputError) and issubclass(InputError, ValueError)
+
+
+def test_a_missing_gpu_is_unsupported_and_a_misspelt_device_is_bad_input() -> None:
+    import torch
+
+    from molks.devices import DeviceError, resolve_device
+
+    with pytest.raises(InputError, match="not a device name") as misspelt:
+        resolve_device("gpu0")
+    assert isinstance(misspelt.value, DeviceError) and not isinstance(misspelt.value, UnsupportedError)
+    if not torch.cuda.is_available():  # CI's machines have no GPU
+        with pytest.raises(UnsupportedError, match="no CUDA GPU") as missing:
+            resolve_device("cuda")
+        assert isinstance(missing.value, DeviceError)
 
 
 def test_no_library_module_imports_the_cli() -> None:

@@ -343,8 +343,6 @@ def test_evaluate_command_reports_paths_as_given(tiny_run: Path, tmp_path: Path,
     assert str(tmp_path) not in text and metrics["seconds_by_stage"]
     moses = CliRunner().invoke(app, ["evaluate", "run", "--protocol", "moses", "--n-samples", "20"])
     assert moses.exit_code == 2 and "does not bundle" in moses.output
-    bad = CliRunner().invoke(app, ["evaluate", "run", "--protocol", "fast"])
-    assert bad.exit_code == 2 and "quick, moses" in bad.output
 
 
 def test_evaluate_expressions_and_a_standard_normal_prior(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from molks.data_files import resolve_data_file
 from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.devices import check_device_name
 from molks.files import atomic_write, atomic_write_text
-from molks.model.names import LATENT_SOURCES
+from molks.model.names import EVALUATION_PROTOCOLS, LATENT_SOURCES
 
 if TYPE_CHECKING:
     import torch
@@ -69,7 +69,8 @@ RunArg = Annotated[str, typer.Argument(help="A run directory (from molks train) 
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 
 
-Source = choices("Source", LATENT_SOURCES)  # the library's list (molks.model.names)
+Source = choices("Source", LATENT_SOURCES)  # the library's lists (molks.model.names)
+Protocol = choices("Protocol", EVALUATION_PROTOCOLS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def _write_codes_rows(f: IO[bytes], suffix: str | None, z: Any) -> None:
 @fail_cleanly
 def evaluate_command(
     run_dir: RunArg,
-    protocol: Annotated[str, typer.Option(help="quick: a look in about a minute (at most --held-out items, 1,000 samples, the expensive parts opt-in); moses: the MOSES protocol, 30,000 samples against the whole MOSES test set (give it as --reference: molks does not bundle it) plus the 5k-vs-5k numbers and their floors.")] = "quick",
+    protocol: Annotated[Protocol, typer.Option(help="quick: a look in about a minute (at most --held-out items, 1,000 samples, the expensive parts opt-in); moses: the MOSES protocol, 30,000 samples against the whole MOSES test set (give it as --reference: molks does not bundle it) plus the 5k-vs-5k numbers and their floors.")] = Protocol["quick"],
     data: Annotated[Optional[str], typer.Option(help="Held-out file to reconstruct (default: the run's validation.smi).")] = None,
     column: Annotated[Optional[str], typer.Option(help="CSV/TSV column holding the strings (of --data and --reference).")] = None,
     held_out: Annotated[int, typer.Option(help=f"Use at most this many held-out items, the first ones (1 to {MAX_EVALUATION_ITEMS:,}).")] = 1000,
@@ -351,7 +352,7 @@ def evaluate_command(
                "fcd": fcd, "beam_width": beam_width, "seed": seed, "processes": processes}  # fmt: skip
     if n_samples is not None:
         options["n_samples"] = n_samples
-    settings = EvaluationSettings.moses(**options) if protocol == "moses" else EvaluationSettings(protocol=protocol, **options)
+    settings = EvaluationSettings.moses(**options) if protocol.value == "moses" else EvaluationSettings(protocol=protocol.value, **options)
     torch.set_num_threads(threads)
     model = _load(run_dir, device)
     items = None if data is None else [text for _, text in _read_items(model, data, column)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 
-class DatasetError(MolksError, ValueError):
+class DatasetError(InputError):
     """A dataset file cannot be used: it is missing, unreadable, binary, empty, lacks the column
     asked for, or (with ``strict=True``) holds an item that does not parse.
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from rdkit import Chem, RDLogger, rdBase
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = ["MAX_SMILES_LENGTH", "MoleculeError", "check_smiles", "quiet_rdkit", "read_smiles", "silence_rdkit", "too_long"]
 
@@ -24,7 +24,7 @@ _TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
 _PREFIX = "SMILES Parse Error: "
 
 
-class MoleculeError(MolksError, ValueError):
+class MoleculeError(InputError):
     """RDKit rejects a SMILES string; the message is RDKit's reason."""
 
 

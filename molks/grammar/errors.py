@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 
-class GrammarError(MolksError, ValueError):
+class GrammarError(InputError):
     """A grammar file is unusable, or a text or derivation does not fit the grammar.
 
     ``position`` is the character offset in the input text (or the index in a

@@ -1,5 +1,5 @@
 """The names a user picks a model's parts by: network presets, regularisers, encoders, decoders and
-the sources of latent points.
+the sources of latent points; and the evaluation protocols.
 
 One list of each, used alike by the model code (which checks a name against it) and the command
 line (which builds its choices from it), so the two cannot drift apart. The objects behind the names
@@ -9,7 +9,7 @@ lists do not, so that ``molks --help`` and option parsing never import torch.
 
 from __future__ import annotations
 
-__all__ = ["DECODERS", "ENCODERS", "LATENT_SOURCES", "PRESET_NAMES", "REGULARIZER_NAMES"]
+__all__ = ["DECODERS", "ENCODERS", "EVALUATION_PROTOCOLS", "LATENT_SOURCES", "PRESET_NAMES", "REGULARIZER_NAMES"]
 
 PRESET_NAMES = ("fast", "small", "paper", "tiny")
 """The network presets (the keys of ``molks.model.networks.PRESETS``, in this order)."""
@@ -26,3 +26,7 @@ DECODERS = ("repeat", "autoregressive")
 LATENT_SOURCES = ("prior", "ex-post", "kde")
 """Where ``LatentModel.sample_latent`` draws from: the model's prior, the GMM fitted on the training
 codes, or the kernel density on held-out codes."""
+
+EVALUATION_PROTOCOLS = ("quick", "moses")
+"""How much ``molks evaluate`` measures (``molks.evaluation.EvaluationSettings.protocol``): a quick
+look, or the MOSES protocol."""

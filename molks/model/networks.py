@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from molks.checks import MAX_LATENT_DIM, MAX_LAYER_SIZE, MAX_LAYERS, MAX_SEQUENCE_LENGTH, is_int
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.model.masked import GrammarTensors, Stepper, beam_search_steps, decode_steps
 from molks.model.names import DECODERS, ENCODERS, PRESET_NAMES
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 
-class NetworkConfigError(MolksError, ValueError):
+class NetworkConfigError(InputError):
     """A network configuration is invalid (unknown preset, kernels too long, ...)."""
 
 

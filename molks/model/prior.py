@@ -30,12 +30,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = ["GaussianMixturePrior", "PriorError", "default_centres", "default_radius"]
 
 
-class PriorError(MolksError, ValueError):
+class PriorError(InputError):
     """A prior was built or queried with invalid arguments (bad shapes, sigma <= 0, ...)."""
 
 

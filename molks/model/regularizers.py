@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from molks.checks import MAX_BATCH_SIZE, MAX_COMPONENTS, MAX_SEED, int_rule, is_int, is_number
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.model.names import REGULARIZER_NAMES
 from molks.model.prior import GaussianMixturePrior, PriorError
 
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 
-class RegularizerError(MolksError, ValueError):
+class RegularizerError(InputError):
     """A regulariser was configured or called with invalid arguments."""
 
 

@@ -75,7 +75,7 @@ from botorch.optim import optimize_acqf
 from botorch.sampling.normal import SobolQMCNormalSampler
 from torch import Tensor
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = [
     "REGIONS",
@@ -97,7 +97,7 @@ BEST_F = ("posterior-mean", "observed")
 DTYPE = torch.float64
 
 
-class AcquisitionError(MolksError, ValueError):
+class AcquisitionError(InputError):
     """Bad acquisition settings (unknown region or strategy, non-positive sizes)."""
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from molks.checksums import ChecksumError, verify_checksum, write_checksummed
-from molks.errors import MolksError, file_access
+from molks.errors import InputError, file_access
 from molks.files import atomic_write_text
 
 __all__ = ["LEAD_FILE", "RECORDS", "LeadError", "LeadState", "TargetFailures", "read_records", "record_path"]
@@ -35,7 +35,7 @@ LEAD_FILE = "lead.json"
 RECORDS = "molecules"
 
 
-class LeadError(MolksError, ValueError):
+class LeadError(InputError):
     """A lead optimisation cannot start or resume (bad settings, no molecules, another run's folder,
     saved files unreadable or altered on disk)."""
 

@@ -48,7 +48,7 @@ import torch
 from molks.api import LatentModel
 from molks.checks import MAX_BATCH_SIZE, check_beam_width, check_int, check_seed
 from molks.domain import MOLECULES, TEXT, Domain
-from molks.errors import MolksError, file_access
+from molks.errors import InputError, file_access
 from molks.files import file_sha256, folder_lock, foreign_entries
 from molks.optimize.acquisition import (
     AcquisitionConfig,
@@ -102,7 +102,7 @@ STALL_ITERATIONS = 10
 """With a budget: rounds in a row that score nothing new (every proposal invalid or seen) that end a run."""
 
 
-class OptimizeError(MolksError, ValueError):
+class OptimizeError(InputError):
     """The optimisation cannot start or resume (bad settings, empty pool, mismatched state)."""
 
 

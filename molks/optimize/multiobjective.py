@@ -63,7 +63,7 @@ from botorch.utils.multi_objective.hypervolume import Hypervolume, infer_referen
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from torch import Tensor
 
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.optimize.acquisition import (
     AcquisitionConfig,
     Proposal,
@@ -107,7 +107,7 @@ MAX_CHUNK = 8
 DTYPE = torch.float64
 
 
-class MultiObjectiveError(MolksError, ValueError):
+class MultiObjectiveError(InputError):
     """Bad targets for a multi-objective run (too few, too many, one named twice)."""
 
 

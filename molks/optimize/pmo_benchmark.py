@@ -40,7 +40,7 @@ from typing import Any
 
 from molks.api import LatentModel
 from molks.checks import check_int
-from molks.errors import MolksError, file_access
+from molks.errors import InputError, file_access
 from molks.files import atomic_write_text, file_sha256, folder_lock, foreign_entries
 from molks.optimize.loop import OptimizeConfig, optimize
 from molks.optimize.pmo import NOT_RDKIT_ONLY, PMO_OBJECTIVES
@@ -60,7 +60,7 @@ DEFAULT_CONFIG = OptimizeConfig(budget=10_000, pool_size=1000, iterations=1_000_
 """PMO's budget of 10,000 oracle calls, 1,000 of them the starting pool, rounds until the budget is spent."""
 
 
-class PmoBenchmarkError(MolksError, ValueError):
+class PmoBenchmarkError(InputError):
     """The benchmark cannot start or resume (an unknown task, a budget below the pool, other settings)."""
 
 

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.optimize.state import OptimizationState
 
 __all__ = ["FREQ", "TOP_N", "PmoMetricError", "oracle_trace", "run_metrics", "top_auc", "top_curve", "top_mean"]
@@ -48,7 +48,7 @@ TOP_N = 10
 """How many of the best scores are averaged (PMO's ``top_n`` for "AUC top-10")."""
 
 
-class PmoMetricError(MolksError, ValueError):
+class PmoMetricError(InputError):
     """A trace or a saved run the metric cannot be computed from (bad budget, inconsistent state)."""
 
 

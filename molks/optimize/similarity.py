@@ -26,7 +26,7 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from molks.domain import MOLECULES
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = ["DEFAULT_FINGERPRINT", "FINGERPRINTS", "SimilarityError", "SimilarityTo", "fingerprint"]
 
@@ -34,7 +34,7 @@ FINGERPRINTS = ("morgan2-counts", "morgan2-2048")
 DEFAULT_FINGERPRINT = "morgan2-counts"
 
 
-class SimilarityError(MolksError, ValueError):
+class SimilarityError(InputError):
     """An unknown fingerprint, or a reference that is not a molecule."""
 
 

@@ -49,7 +49,7 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood, VariationalELBO
 from torch import Tensor
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = [
     "SURROGATE_KINDS",
@@ -66,7 +66,7 @@ SURROGATE_KINDS = ("exact", "variational")
 DTYPE = torch.float64  # BoTorch's advice: GP fitting and acquisition in double precision
 
 
-class SurrogateError(MolksError, ValueError):
+class SurrogateError(InputError):
     """Bad surrogate settings or data (shapes, too few points, unknown kind)."""
 
 

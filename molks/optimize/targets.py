@@ -51,7 +51,7 @@ from rdkit.Chem import QED, Crippen
 
 from molks.chemistry import sa_score
 from molks.dataset.molecules import read_smiles
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.grammar import Grammar, GrammarError
 from molks.optimize.pmo import PMO_OBJECTIVES, PmoScore
 from molks.workers import BrokenProcessPool, crashing_item, map_in_workers
@@ -80,7 +80,7 @@ Terms = dict[str, float]
 TermsFn = Callable[[list[str]], list[Terms | None]]
 
 
-class TargetError(MolksError, ValueError):
+class TargetError(InputError):
     """A target spec cannot be resolved, or a target function misbehaves."""
 
 

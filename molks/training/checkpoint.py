@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from molks.errors import MolksError
+from molks.errors import InputError
 from molks.checksums import ChecksumError, verify_checksum
 from molks.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(MolksError, ValueError):
+class CheckpointError(InputError):
     """A checkpoint file is missing, corrupt, or belongs to another model."""
 
 

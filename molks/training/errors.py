@@ -3,10 +3,10 @@ trainer (:mod:`molks.training.trainer`), so that neither imports the other to ra
 
 from __future__ import annotations
 
-from molks.errors import MolksError
+from molks.errors import InputError
 
 __all__ = ["TrainingError"]
 
 
-class TrainingError(MolksError, ValueError):
+class TrainingError(InputError):
     """Training cannot start or continue (bad options, mismatched checkpoint or data)."""
