@@ -2,6 +2,7 @@
 
     python benchmarks/ex_post_samplers.py RUN --train moses-250k.smi --reference moses-test-5k.smi
         [--codes-from FILE] [--n-codes 20000] [--n 5000] [--bandwidth 0.3 0.5 0.7] [--gmm full:10 diag:100]
+        [--between 0.3 0.5] [--neighbours 5]
 
 Samplers, each drawing ``--n`` points decoded greedily:
 
@@ -11,6 +12,10 @@ Samplers, each drawing ``--n`` points decoded greedily:
 * ``kde h``: the codes' kernel density with an isotropic Gaussian kernel of sd h: a random code of
   those molecules plus N(0, h^2) in every dimension (an equal-weight mixture with one component per
   code).
+* ``between h``: a point between two neighbouring codes plus N(0, h^2): a random code, one of its
+  ``--neighbours`` nearest codes (Euclidean), a uniform t in [0.25, 0.75] along the segment. Its
+  samples lie where no single code's molecule is, so they should copy less than a kernel of the
+  same sd.
 
 For each: the fraction valid, unique among the valid, novel (not in the whole ``--train`` file, by
 canonical SMILES; give MOSES's whole training set, ``--split train --n 1584663``, for MOSES's
@@ -42,6 +47,25 @@ def kde_sample(codes: torch.Tensor, bandwidth: float, n: int, generator: torch.G
     return codes[idx] + bandwidth * torch.randn(n, codes.shape[1], generator=generator)
 
 
+def nearest_neighbours(codes: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """Indices [N, k] of each code's k nearest other codes of ``codes`` [N, D] (Euclidean)."""
+    found = []
+    for start in range(0, len(codes), chunk):
+        distances = torch.cdist(codes[start : start + chunk], codes)  # [b, N]
+        distances[torch.arange(len(distances)), torch.arange(start, start + len(distances))] = float("inf")
+        found.append(distances.topk(k, largest=False).indices)
+    return torch.cat(found)
+
+
+def between_sample(codes: torch.Tensor, neighbours: torch.Tensor, bandwidth: float, n: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """n points [n, D] on segments from a random code to one of its ``neighbours`` [N, k], plus N(0, bandwidth^2 I)."""
+    i = torch.randint(len(codes), (n,), generator=generator)
+    j = neighbours[i, torch.randint(neighbours.shape[1], (n,), generator=generator)]
+    t = 0.25 + 0.5 * torch.rand(n, 1, generator=generator)
+    return (1 - t) * codes[i] + t * codes[j] + bandwidth * torch.randn(n, codes.shape[1], generator=generator)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run directory or a shipped model name")
@@ -53,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--bandwidth", type=float, nargs="*", default=[0.3, 0.5, 0.7])
     parser.add_argument("--gmm", nargs="*", default=["full:10", "diag:100"], help="COV:K ex-post mixtures")
+    parser.add_argument("--between", type=float, nargs="*", default=[], help="kernel sds of the between-codes sampler")
+    parser.add_argument("--neighbours", type=int, default=5, help="the between-codes sampler's k nearest codes")
     parser.add_argument("--no-prior", action="store_true")
     parser.add_argument("--floor", type=Path, help="also the FCD of the first --n molecules of this file not in "
                         "--reference (e.g. --split test --n 5200 --seed 3): the floor at this sample size")
@@ -79,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     samplers: list[tuple[str, object]] = [] if args.no_prior else [("prior", None)]
     samplers += [(f"gmm {spec}", spec) for spec in args.gmm] + [(f"kde {h}", h) for h in args.bandwidth]
+    samplers += [(f"between {h}", h) for h in args.between]
+    neighbours = nearest_neighbours(codes, args.neighbours) if args.between else None
     rows = []
     print("| sampler | valid | unique | novel | copies of a kernel's molecule | FCD | seconds |\n|---|---|---|---|---|---|---|",
           flush=True)  # fmt: skip
@@ -92,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             z = fit_ex_post_gmm(codes, n_components=int(k), covariance=covariance, seed=args.seed).sample(
                 args.n, generator=generator
             )
+        elif name.startswith("between"):
+            z = between_sample(codes, neighbours, float(setting), args.n, generator)
         else:
             z = kde_sample(codes, float(setting), args.n, generator)
         valid = [s for s in map(canonical_smiles, model.decode(z.float())) if s]
         distinct = set(valid)
         fcd = fcd_and_validity(valid, stats)[0]
-        copies = len(distinct & fitted_set) / max(1, len(distinct)) if name.startswith("kde") else None
+        copies = len(distinct & fitted_set) / max(1, len(distinct)) if name.startswith(("kde", "between")) else None
         row = {
             "run": args.run, "sampler": name, "n": args.n, "n_codes": len(codes), "centre_copies": copies,
             "codes_from": (args.codes_from or args.train).name,

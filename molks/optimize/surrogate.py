@@ -78,7 +78,11 @@ class SurrogateConfig:
     max_exact: most points the exact GP's posterior conditions on.
     max_fit: most points its hyperparameters are fitted on (a random subset of those).
     inducing_points: number of inducing points of the variational GP.
-    maxiter: L-BFGS iterations for the hyperparameters.
+    maxiter: L-BFGS iterations for the hyperparameters. 50, not scipy's usual hundreds: on the data of
+        ten logP BO runs (2,250 points each) the fit stopped at 50 predicts held-out points better
+        than one run to 200 (higher log-likelihood in every run) in a quarter of the time
+        (``benchmarks/surrogate_fit.py``; benchmarks/RESULTS.md); in a BO loop each fit starts from
+        the last one's hyperparameters, so the iterations add up across rounds.
     warm_start: in a BO loop, start each exact-GP fit from the previous iteration's hyperparameters.
     """
 
@@ -86,7 +90,7 @@ class SurrogateConfig:
     max_exact: int = 4000
     max_fit: int = 500
     inducing_points: int = 200
-    maxiter: int = 200
+    maxiter: int = 50
     warm_start: bool = True
 
     def __post_init__(self) -> None:
