@@ -17,6 +17,7 @@ from conftest import train_tiny
 from molks.training.checkpoint import CheckpointError, load_checkpoint
 from molks.devices import DeviceError, resolve_device
 from molks.training.trainer import TrainingError, split_indices
+from molks.runs import RunDir
 
 
 def _weights(run: Path, name: str = "checkpoints/last.safetensors") -> dict[str, torch.Tensor]:
@@ -272,6 +273,14 @@ def test_init_from_fine_tunes_the_networks_with_new_regulariser_options(
     assert config["model"]["regularizer_options"]["latent_noise"] == 0.5
     # Its sequences keep the source network's length, whatever the new data's longest derivation.
     assert config["model"]["network"]["max_length"] == json.loads((tiny_run / "config.json").read_text())["model"]["network"]["max_length"]
+    # Resumed with --init-from naming a source whose weights have changed since (as when a shipped
+    # model is replaced by this run's own weights), the run still records where it started.
+    longer = TrainingSpec(preset="tiny", regularizer_options=spec.regularizer_options,
+                          train=TrainConfig(batch_size=32, epochs=2, seed=0, learning_rate=1e-12))  # fmt: skip
+    train_from_file(data, longer, run, init_from=run, resume=True, processes=1, use_cache=False,
+                    progress=False, log=lambda _: None)  # fmt: skip
+    resumed = json.loads((run / "config.json").read_text())
+    assert resumed["init_from"] == config["init_from"] and len(RunDir(run).read_metrics()) == 2
 
 
 def test_init_from_a_gru_encoder_takes_the_new_datas_longer_sequences(tmp_path: Path, moses_smiles: list[str]) -> None:

@@ -162,9 +162,14 @@ def _train(
         "domain": domain_for_grammar(grammar).name,
         "data": data_info or {},
     }
-    initial = initial_weights(init_from, model_config) if init_from is not None else None
+    resuming = resume and run.checkpoint.exists()
+    # A resumed run keeps the record of where its first epoch started: the named source may have
+    # changed since (a shipped model replaced by this very run's weights).
+    initial = initial_weights(init_from, model_config) if init_from is not None and not resuming else None
     if initial is not None:
         config_doc["init_from"] = initial[1]
+    elif resuming and run.config_file.is_file() and "init_from" in (recorded := run.read_config()):
+        config_doc["init_from"] = recorded["init_from"]
     split = _prepare_run_folder(run, config_doc, grammar, texts, train_config, resume, rank, world)
 
     torch.manual_seed(train_config.seed)
@@ -173,7 +178,7 @@ def _train(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=train_config.lr_factor, patience=train_config.lr_patience
     )
-    if initial is not None and not (resume and run.checkpoint.exists()):
+    if initial is not None:
         try:
             model.load_state_dict({**model.state_dict(), **initial[0]})
         except RuntimeError as err:  # e.g. a variational encoder's two heads against a deterministic one
