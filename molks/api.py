@@ -62,12 +62,13 @@ class LatentModel:
     """
 
     def __init__(
-        self, model: Autoencoder, run_dir: Path, ex_post: ExPostGMM | None, device: torch.device, domain: Domain | None = None
+        self, model: Autoencoder, run_dir: Path, ex_post: ExPostGMM | None, device: torch.device, domain: Domain | None = None,
+        kde: ExPostGMM | None = None,
     ) -> None:
         self.model = model.eval()
         self.run_dir = run_dir
         self.ex_post = ex_post
-        self.kde: ExPostGMM | None = None
+        self.kde = kde
         """The kernel density on held-out codes (``ex_post_kde.safetensors``; :meth:`fit_kde`), if any."""
         self.device = device
         self.domain = domain if domain is not None else domain_for_grammar(model.grammar)
@@ -397,13 +398,11 @@ def load(name_or_path: str | os.PathLike[str], device: str = "cpu") -> LatentMod
     ex_post = run_dir.read_ex_post()
     if ex_post is not None and hasattr(model.regularizer, "ex_post"):
         model.regularizer.ex_post = ex_post  # RAE samples through it
-    latent_model = LatentModel(model.to(torch_device), run, ex_post, torch_device, domain_of_config(doc, grammar))
     kde = run_dir.read_kde()
-    if kde is not None:
-        if kde[0].dim != latent_model.latent_dim:
-            raise CheckpointError(f"codes of dimension {kde[0].dim}, the model's are {latent_model.latent_dim}", path=run_dir.kde_file)
-        latent_model.kde = kde[0]
-    return latent_model
+    if kde is not None and kde[0].dim != model.latent_dim:
+        raise CheckpointError(f"codes of dimension {kde[0].dim}, the model's are {model.latent_dim}", path=run_dir.kde_file)
+    return LatentModel(model.to(torch_device), run, ex_post, torch_device, domain_of_config(doc, grammar),
+                       kde=None if kde is None else kde[0])  # fmt: skip
 
 
 def _prepared(domain: Domain, text: str, index: int) -> str:
