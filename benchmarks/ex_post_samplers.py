@@ -4,9 +4,9 @@
         [--codes-from FILE] [--n-codes 20000] [--n 5000] [--bandwidth 0.3 0.5 0.7] [--gmm full:10 diag:100]
         [--between 0.3 0.5] [--neighbours 5]
 
-Samplers, each drawing ``--n`` points decoded greedily:
+Samplers, each drawing ``--n`` points decoded greedily (``--beam-width 8``: as ``molks sample`` decodes):
 
-* ``prior``: the run's GMM prior (what ``molks sample`` draws by default);
+* ``prior``: the run's GMM prior;
 * ``gmm COV:K``: a K-component Gaussian mixture with COV covariances fitted by scikit-learn's EM on
   the codes of the first ``--n-codes`` molecules of ``--train`` (the ex-post GMM of the RAE paper);
 * ``kde h``: the codes' kernel density with an isotropic Gaussian kernel of sd h: a random code of
@@ -15,7 +15,7 @@ Samplers, each drawing ``--n`` points decoded greedily:
 * ``between h``: a point between two neighbouring codes plus N(0, h^2): a random code, one of its
   ``--neighbours`` nearest codes (Euclidean), a uniform t in [0.25, 0.75] along the segment. Its
   samples lie where no single code's molecule is, so they should copy less than a kernel of the
-  same sd.
+  same sd (``molks.model.between``, what ``molks sample`` draws by default).
 
 For each: the fraction valid, unique among the valid, novel (not in the whole ``--train`` file, by
 canonical SMILES; give MOSES's whole training set, ``--split train --n 1584663``, for MOSES's
@@ -47,25 +47,6 @@ def kde_sample(codes: torch.Tensor, bandwidth: float, n: int, generator: torch.G
     return codes[idx] + bandwidth * torch.randn(n, codes.shape[1], generator=generator)
 
 
-def nearest_neighbours(codes: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
-    """Indices [N, k] of each code's k nearest other codes of ``codes`` [N, D] (Euclidean)."""
-    found = []
-    for start in range(0, len(codes), chunk):
-        distances = torch.cdist(codes[start : start + chunk], codes)  # [b, N]
-        distances[torch.arange(len(distances)), torch.arange(start, start + len(distances))] = float("inf")
-        found.append(distances.topk(k, largest=False).indices)
-    return torch.cat(found)
-
-
-def between_sample(codes: torch.Tensor, neighbours: torch.Tensor, bandwidth: float, n: int,
-                   generator: torch.Generator) -> torch.Tensor:
-    """n points [n, D] on segments from a random code to one of its ``neighbours`` [N, k], plus N(0, bandwidth^2 I)."""
-    i = torch.randint(len(codes), (n,), generator=generator)
-    j = neighbours[i, torch.randint(neighbours.shape[1], (n,), generator=generator)]
-    t = 0.25 + 0.5 * torch.rand(n, 1, generator=generator)
-    return (1 - t) * codes[i] + t * codes[j] + bandwidth * torch.randn(n, codes.shape[1], generator=generator)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run directory or a shipped model name")
@@ -79,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gmm", nargs="*", default=["full:10", "diag:100"], help="COV:K ex-post mixtures")
     parser.add_argument("--between", type=float, nargs="*", default=[], help="kernel sds of the between-codes sampler")
     parser.add_argument("--neighbours", type=int, default=5, help="the between-codes sampler's k nearest codes")
+    parser.add_argument("--beam-width", type=int, default=1, help="decode by a beam search of this width "
+                        "(molks sample's decoding is 8); 1: greedily")
     parser.add_argument("--no-prior", action="store_true")
     parser.add_argument("--floor", type=Path, help="also the FCD of the first --n molecules of this file not in "
                         "--reference (e.g. --split test --n 5200 --seed 3): the floor at this sample size")
@@ -89,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import molks
     from molks.chemistry import canonical_smiles
     from molks.metrics import chemnet_activations, chemnet_statistics
+    from molks.model.between import BetweenCodes
     from molks.model.regularizers import fit_ex_post_gmm
 
     started = time.perf_counter()
@@ -106,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     samplers: list[tuple[str, object]] = [] if args.no_prior else [("prior", None)]
     samplers += [(f"gmm {spec}", spec) for spec in args.gmm] + [(f"kde {h}", h) for h in args.bandwidth]
     samplers += [(f"between {h}", h) for h in args.between]
-    neighbours = nearest_neighbours(codes, args.neighbours) if args.between else None
     rows = []
     print("| sampler | valid | unique | novel | copies of a kernel's molecule | FCD | seconds |\n|---|---|---|---|---|---|---|",
           flush=True)  # fmt: skip
@@ -121,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.n, generator=generator
             )
         elif name.startswith("between"):
-            z = between_sample(codes, neighbours, float(setting), args.n, generator)
+            z = BetweenCodes(codes, float(setting), args.neighbours).sample(args.n, generator)
         else:
             z = kde_sample(codes, float(setting), args.n, generator)
-        valid = [s for s in map(canonical_smiles, model.decode(z.float())) if s]
+        valid = [s for s in map(canonical_smiles, model.decode(z.float(), beam_width=args.beam_width)) if s]
         distinct = set(valid)
         fcd = fcd_and_validity(valid, stats)[0]
         copies = len(distinct & fitted_set) / max(1, len(distinct)) if name.startswith(("kde", "between")) else None
         row = {
-            "run": args.run, "sampler": name, "n": args.n, "n_codes": len(codes), "centre_copies": copies,
+            "run": args.run, "sampler": name, "n": args.n, "beam_width": args.beam_width, "n_codes": len(codes), "centre_copies": copies,
             "codes_from": (args.codes_from or args.train).name,
             "valid": len(valid) / args.n, "unique": len(distinct) / max(1, len(valid)),
             "novel": len(distinct - train_set) / max(1, len(distinct)), "fcd": fcd,

@@ -35,6 +35,7 @@ from molks.grammar import Grammar, GrammarError, pad_sequences
 from molks.grammar.cfg import not_text
 from molks.grammar.errors import NotTextError
 from molks.model.autoencoder import Autoencoder, ModelConfig
+from molks.model.between import BetweenCodes, between_noise
 from molks.model.names import LATENT_SOURCES
 from molks.model.prior import PriorError
 from molks.model.regularizers import KDE_CODES, ExPostGMM
@@ -70,14 +71,24 @@ class LatentModel:
         self.ex_post = ex_post
         self.kde = kde
         """The kernel density on held-out codes (``ex_post_kde.safetensors``; :meth:`fit_kde`), if any."""
+        self._between: BetweenCodes | None = None
         self.device = device
         self.domain = domain if domain is not None else domain_for_grammar(model.grammar)
 
     @property
     def default_source(self) -> str:
-        """Where :meth:`sample` draws when not told: the kernel density on held-out codes when the
-        run has one (it samples like the data: issue 17, benchmarks/ex_post_samplers.py), else the prior."""
-        return "kde" if self.kde is not None else "prior"
+        """Where :meth:`sample` draws when not told: between neighbouring held-out codes when the run
+        has a kernel density (its codes; it samples like the data, :mod:`molks.model.between`), else
+        the prior."""
+        return "between" if self.kde is not None else "prior"
+
+    @property
+    def between(self) -> BetweenCodes | None:
+        """The sampler between neighbouring codes of the kernel density (:mod:`molks.model.between`),
+        if the run has a kernel density of at least two codes."""
+        if self._between is None and self.kde is not None and self.kde.n_components >= 2:
+            self._between = BetweenCodes(self.kde.means, between_noise(self.model.regularizer))
+        return self._between
 
     @property
     def grammar(self) -> Grammar:
@@ -302,9 +313,10 @@ class LatentModel:
         self, n: int, component: int | None = None, source: str | None = None, seed: int | None = None
     ) -> torch.Tensor:
         """n latent points [n, D] from ``source``: the model's prior (``"prior"``), the ex-post GMM
-        fitted on the training codes (``"ex-post"``) or the kernel density on held-out codes
-        (``"kde"``); default :attr:`default_source`, or the prior when a ``component`` is given
-        (prior and ex-post GMM only): draw from that mixture component."""
+        fitted on the training codes (``"ex-post"``), the kernel density on held-out codes (``"kde"``)
+        or points between neighbouring held-out codes (``"between"``, :attr:`between`); default
+        :attr:`default_source`, or the prior when a ``component`` is given (prior and ex-post GMM
+        only): draw from that mixture component."""
         check_sample_count(n)
         if source is None:  # a component is a mixture's: with one given, the prior's
             source = "prior" if component is not None else self.default_source
@@ -313,14 +325,20 @@ class LatentModel:
             raise PriorError(f"source must be one of {', '.join(map(repr, LATENT_SOURCES))}, got {source!r}")
         if source == "prior":
             return self.model.regularizer.to("cpu").sample_prior(n, component=component, generator=generator).float()
-        density = self.ex_post if source == "ex-post" else self.kde
-        if density is None:
-            kind, file = ("ex-post GMM", RunDir.EX_POST) if source == "ex-post" else ("kernel density", RunDir.KDE)
-            hint = "" if source == "ex-post" else " (molks kde RUN HELD_OUT.smi fits one)"
-            raise PriorError(f"{self.run_dir} has no {kind} ({file}){hint}")
-        if component is not None and source == "kde":
-            raise PriorError("--component picks a mixture component of the prior or the ex-post GMM, not of the kernel density")
-        return density.sample(n, component=component, generator=generator).float()
+        if component is not None and source in ("kde", "between"):
+            raise PriorError(f"--component picks a mixture component of the prior or the ex-post GMM, not of the {source} sampler")
+        if source == "ex-post":
+            if self.ex_post is None:
+                raise PriorError(f"{self.run_dir} has no ex-post GMM ({RunDir.EX_POST})")
+            return self.ex_post.sample(n, component=component, generator=generator).float()
+        if self.kde is None:
+            raise PriorError(f"{self.run_dir} has no kernel density ({RunDir.KDE}), whose codes the {source} sampler "
+                             "draws around (molks kde RUN HELD_OUT.smi fits one)")  # fmt: skip
+        if source == "kde":
+            return self.kde.sample(n, generator=generator).float()
+        if self.between is None:
+            raise PriorError(f"the kernel density of {self.run_dir} holds one code: nothing to sample between")
+        return self.between.sample(n, generator=generator)
 
     def fit_kde(
         self, texts: Sequence[str], bandwidth: float | None = None, max_codes: int = KDE_CODES, seed: int = 0,
@@ -350,7 +368,7 @@ class LatentModel:
         kde = fit_ex_post_kde(encoding.codes, bandwidth)
         if save:
             run.write_kde(kde, bandwidth, source="held-out items")
-        self.kde = kde
+        self.kde, self._between = kde, None  # the between sampler follows the new codes
         return encoding
 
     def sample(

@@ -219,7 +219,7 @@ def test_every_latent_source_the_cli_offers_is_one_the_model_samples(model: molk
     with_kde.fit_kde(MOSES_SAMPLE.read_text().split()[-50:], bandwidth=0.5, save=False)
     for source in LATENT_SOURCES:
         assert with_kde.sample_latent(3, source=source, seed=0).shape == (3, model.latent_dim)
-    with pytest.raises(molks.MolksError, match="source must be one of 'prior', 'ex-post', 'kde', got 'posterior'"):
+    with pytest.raises(molks.MolksError, match="source must be one of 'prior', 'ex-post', 'kde', 'between', got 'posterior'"):
         model.sample_latent(3, source="posterior")
 
 
@@ -234,17 +234,18 @@ def test_kde_fits_on_held_out_items_and_becomes_what_sample_draws(tiny_run: Path
 
     trained = RunDir(run_dir).read_kde()
     assert trained is not None and trained[1]["codes_of"] == "validation split"
-    assert trained[1]["bandwidth"] == DEFAULT_KDE_BANDWIDTH and molks.load(run_dir).default_source == "kde"
+    assert trained[1]["bandwidth"] == DEFAULT_KDE_BANDWIDTH and molks.load(run_dir).default_source == "between"
     (run_dir / "ex_post_kde.safetensors").unlink()
     assert molks.load(run_dir).default_source == "prior"
-    with pytest.raises(molks.MolksError, match="no kernel density"):
-        molks.load(run_dir).sample_latent(2, source="kde")
+    for source in ("kde", "between"):  # the between sampler draws around the density's codes
+        with pytest.raises(molks.MolksError, match="no kernel density"):
+            molks.load(run_dir).sample_latent(2, source=source)
 
     result = run("kde", run_dir, held_out, "--bandwidth", 0.3, "--max-codes", 30, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert (run_dir / "ex_post_kde.safetensors").is_file() and (run_dir / "ex_post_kde.sha256").is_file()
     model = molks.load(run_dir)
-    assert model.default_source == "kde" and model.kde is not None
+    assert model.default_source == "between" and model.kde is not None
     assert model.kde.shared_covariance and model.kde.n_components <= 30
     # Its components are the held-out items' codes, each with the kernel's sd on the diagonal.
     chosen = model.kde.means
@@ -252,13 +253,14 @@ def test_kde_fits_on_held_out_items_and_becomes_what_sample_draws(tiny_run: Path
     assert all(torch.isclose(codes, row, atol=1e-5).all(dim=1).any() for row in chosen)
     assert torch.allclose(model.kde.scale_tril[0], 0.3 * torch.eye(model.latent_dim))
 
-    # molks sample draws from it when no --source is given: the codes are those of sample_latent("kde").
+    # molks sample draws between its codes when no --source is given: the codes of sample_latent("between").
     result = run("sample", run_dir, "--n", 6, "--seed", 4, "--codes", tmp_path / "z.npy", "--out", tmp_path / "s.smi")
     assert result.exit_code == 0, result.output
-    assert np.allclose(np.load(tmp_path / "z.npy"), model.sample_latent(6, source="kde", seed=4).numpy())
-    assert not np.allclose(np.load(tmp_path / "z.npy"), model.sample_latent(6, source="prior", seed=4).numpy())
-    result = run("sample", run_dir, "--n", 2, "--source", "kde", "--component", 1)
-    assert_clean_error(result, "component")
+    assert np.allclose(np.load(tmp_path / "z.npy"), model.sample_latent(6, source="between", seed=4).numpy())
+    for other in ("kde", "prior"):
+        assert not np.allclose(np.load(tmp_path / "z.npy"), model.sample_latent(6, source=other, seed=4).numpy())
+    for source in ("kde", "between"):
+        assert_clean_error(run("sample", run_dir, "--n", 2, "--source", source, "--component", 1), "component")
 
     # Altered on disk since it was written: refused, as the weights are.
     with (run_dir / "ex_post_kde.safetensors").open("r+b") as f:

@@ -246,11 +246,11 @@ def test_the_quick_look_is_the_default_and_says_how_long_each_stage_took(tiny_ru
     assert result["split_size"] is None and result["floor_fcd_5k"] is None
     stages = result["seconds_by_stage"]
     assert list(stages)[:3] == ["held-out: encoding", "held-out: greedy decoding", "held-out: beam search (8)"]
-    assert result["samples_source"] == "kde"  # what training leaves, and what molks sample draws
-    assert "kde samples: beam search (8)" in stages and all(seconds >= 0 for seconds in stages.values())
+    assert result["samples_source"] == "between"  # what training leaves, and what molks sample draws
+    assert "between samples: beam search (8)" in stages and all(seconds >= 0 for seconds in stages.values())
     assert sum(stages.values()) <= result["seconds"] + 0.1
     report = format_report(result)
-    assert "  kde samples: beam search (8)" in report and report.rstrip().endswith(" s")
+    assert "  between samples: beam search (8)" in report and report.rstrip().endswith(" s")
     defaults = EvaluationSettings()
     assert (defaults.held_out, defaults.n_samples, defaults.sampled_decodings, defaults.ex_post) == (1000, 1000, 0, False)
     assert EvaluationSettings.moses().n_samples == 30_000

@@ -23,9 +23,9 @@ ENCODERS = ("conv", "gru", "transformer")
 DECODERS = ("repeat", "autoregressive")
 """Decoder kinds (``NetworkConfig.decoder``)."""
 
-LATENT_SOURCES = ("prior", "ex-post", "kde")
+LATENT_SOURCES = ("prior", "ex-post", "kde", "between")
 """Where ``LatentModel.sample_latent`` draws from: the model's prior, the GMM fitted on the training
-codes, or the kernel density on held-out codes."""
+codes, the kernel density on held-out codes, or points between neighbouring held-out codes."""
 
 EVALUATION_PROTOCOLS = ("quick", "moses")
 """How much ``molks evaluate`` measures (``molks.evaluation.EvaluationSettings.protocol``): a quick
