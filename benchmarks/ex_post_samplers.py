@@ -2,7 +2,7 @@
 
     python benchmarks/ex_post_samplers.py RUN --train moses-250k.smi --reference moses-test-5k.smi
         [--codes-from FILE] [--n-codes 20000] [--n 5000] [--bandwidth 0.3 0.5 0.7] [--gmm full:10 diag:100]
-        [--between 0.3 0.5] [--neighbours 5]
+        [--between 0.3 0.5] [--neighbours 10]
 
 Samplers, each drawing ``--n`` points decoded greedily (``--beam-width 8``: as ``molks sample`` decodes):
 
@@ -13,7 +13,8 @@ Samplers, each drawing ``--n`` points decoded greedily (``--beam-width 8``: as `
   those molecules plus N(0, h^2) in every dimension (an equal-weight mixture with one component per
   code).
 * ``between h``: a point between two neighbouring codes plus N(0, h^2): a random code, one of its
-  ``--neighbours`` nearest codes (Euclidean), a uniform t in [0.25, 0.75] along the segment. Its
+  ``--neighbours`` nearest codes (Euclidean), a uniform t in ``molks.model.between.BETWEEN_RANGE``
+  ([0.4, 0.6]; [0.25, 0.75] before 2026-12-03 afternoon) along the segment. Its
   samples lie where no single code's molecule is, so they should copy less than a kernel of the
   same sd (``molks.model.between``, what ``molks sample`` draws by default).
 
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from molks.model.between import BETWEEN_NEIGHBOURS  # noqa: E402
 from fid_table import fcd_and_validity  # noqa: E402
 from metrics_speed import machine  # noqa: E402
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bandwidth", type=float, nargs="*", default=[0.3, 0.5, 0.7])
     parser.add_argument("--gmm", nargs="*", default=["full:10", "diag:100"], help="COV:K ex-post mixtures")
     parser.add_argument("--between", type=float, nargs="*", default=[], help="kernel sds of the between-codes sampler")
-    parser.add_argument("--neighbours", type=int, default=5, help="the between-codes sampler's k nearest codes")
+    parser.add_argument("--neighbours", type=int, default=BETWEEN_NEIGHBOURS, help="the between-codes sampler's k nearest codes")
     parser.add_argument("--beam-width", type=int, default=1, help="decode by a beam search of this width "
                         "(molks sample's decoding is 8); 1: greedily")
     parser.add_argument("--no-prior", action="store_true")

@@ -1,14 +1,14 @@
 """Latent points between neighbouring codes: the sampler ``molks sample`` draws from by default.
 
 A draw takes a random code of molecules the model was not trained on, one of its ``neighbours``
-nearest codes (Euclidean), a point at a uniform t in [0.25, 0.75] along the segment between the two,
+nearest codes (Euclidean), a point at a uniform t in [0.4, 0.6] along the segment between the two,
 and adds N(0, noise^2) in every dimension. A kernel density on the same codes
 (:func:`molks.model.regularizers.fit_ex_post_kde`) lands around one code, where the decoder returns
 that code's molecule; a point between two near codes lands where no single code's molecule is, so
 at the same validity it copies less and repeats less (issue 17, ``benchmarks/ex_post_samplers.py``:
-on the epoch-8 ``moses``, greedily, 90.4% valid, 99.5% unique and 81.8% novel at noise 0.5, against
-the kernel density's 84.8% valid and 84.3% novel at its bandwidth 0.7, or 90.4% valid and 63.6%
-novel at 0.5).
+on the epoch-8 ``moses``, 5,000 draws decoded greedily, 90.4% valid, 99.5% unique and 81.8% novel at
+noise 0.5 with t in [0.25, 0.75] and 5 neighbours, against the kernel density's 84.8% valid and
+84.3% novel at its bandwidth 0.7, or 90.4% valid and 63.6% novel at 0.5).
 
 It holds no parameters of its own: the codes are the kernel density's centres
 (``ex_post_kde.safetensors``), the neighbours are found when it is first sampled, and the noise
@@ -26,12 +26,15 @@ from molks.model.regularizers import DEFAULT_KDE_BANDWIDTH, RegularizerError
 
 __all__ = ["BETWEEN_NEIGHBOURS", "BETWEEN_RANGE", "BetweenCodes", "between_noise"]
 
-BETWEEN_NEIGHBOURS = 5
+BETWEEN_NEIGHBOURS = 10
 """How many nearest codes a draw chooses its partner among (``benchmarks/ex_post_samplers.py --neighbours``)."""
 
-BETWEEN_RANGE = (0.25, 0.75)
+BETWEEN_RANGE = (0.4, 0.6)
 """Where along the segment a draw lands (t uniform in this range): away from both ends, where each
-end's own molecule decodes."""
+end's own molecule decodes. Measured on ``moses`` (10,000 draws, noise 0.5, greedy; valid / unique /
+distinct samples that are a held-out molecule): t in [0.25, 0.75] with 5 neighbours 90.7% / 98.6% /
+9.2%; [0.4, 0.6] 90.4% / 99.1% / 5.7%; [0.4, 0.6] with 10 neighbours 90.2% / 99.3% / 4.3%;
+t = 0.5 90.3% / 99.2% / 5.3%. Of the repeats at [0.25, 0.75], 62% were held-out molecules."""
 
 
 def between_noise(regularizer: nn.Module) -> float:
