@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None, target: str, default_out: str) -> argpars
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--decodings", type=int, default=100, help="sampled decodings per proposal (published protocol: 500)")
-    p.add_argument("--beam-width", type=int, default=0, help="decode proposals by beam search of this width instead (0: sampled decodings)")
+    p.add_argument("--beam-width", type=int, default=0, help="decode proposals by beam search of this width instead (0: sampled decodings; the default here, "
+                   "unlike molks optimize's 8, so that the commands recorded in RESULTS.md keep their meaning)")
     p.add_argument("--pool", default=None, help="starting pool file (default: the run's train.smi.gz)")
     p.add_argument("--pool-size", type=int, default=2000)
     p.add_argument("--region", default="trust-region", choices=["trust-region", "box"])

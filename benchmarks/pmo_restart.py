@@ -5,13 +5,13 @@
         [--out runs/pmo-restart]
     python benchmarks/pmo_restart.py --report DIR [DIR ...]     # the same table from finished run folders
 
-Runs ``molks.optimize.loop.optimize`` once per variant with the settings ``molks benchmark pmo`` uses
-by default (a pool of 1,000 of the model's molecules, 50 proposals a round, 100 sampled decodings
-each, the exact GP, the trust region, one thread), ``off`` with ``restarts=False`` (the rule before
-restarts: the region stays at its smallest around the best point) and ``on`` with the default
-restarts (``restart_yield`` 0.25). Each run stops when the budget is spent or after ``--iterations``
-rounds (give both the same cap to compare equal numbers of rounds: a run without restarts may
-spend its rounds on molecules already scored and never reach the budget).
+Runs ``molks.optimize.loop.optimize`` once per variant with the settings ``molks benchmark pmo``
+uses by default (a pool of 1,000 of the model's molecules, 50 proposals a round, each decoded by
+the beam search of 8, the exact GP, the trust region, one thread), ``off`` with ``restarts=False``
+(the rule before restarts: the region stays at its smallest around the best point) and ``on`` with
+the default restarts (``restart_yield`` 0.25). Each run stops when the budget is spent or after
+``--iterations`` rounds (give both the same cap to compare equal numbers of rounds: a run without
+restarts may spend its rounds on molecules already scored and never reach the budget).
 
 Per run it prints the oracle calls of every round, the restarts (round and reason), the wall time
 of the call and the loop's own seconds, the load average (``os.getloadavg``) at its start and end,

@@ -15,7 +15,8 @@ Three ways, all grammar-masked (``molks.model.masked``):
   ``benchmarks/RESULTS.md`` (``benchmarks/beam_decoding.py``).
 
 What molks gives users as molecules (``molks sample``, ``molks decode``, ``LatentModel.sample``,
-the distribution metrics of ``molks evaluate``) is decoded with :data:`DEFAULT_BEAM_WIDTH`;
+the distribution metrics of ``molks evaluate``, the proposals of ``molks optimize`` and
+``molks benchmark pmo``) is decoded with :data:`DEFAULT_BEAM_WIDTH`;
 ``LatentModel.decode`` stays greedy unless asked, as the primitive the field's numbers use.
 Torch-free, so the command line can read the default before it imports torch.
 """

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from molks.data_files import embedded_data_file
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.errors import InputError, file_access
 from molks.models import DEFAULT_MODEL
 from molks.files import atomic_write_text
@@ -66,8 +67,10 @@ class DemoSettings:
     n_samples: prior (and ex-post) samples decoded by the evaluation.
     held_out: held-out molecules reconstructed (None: the run's whole validation set; 500 keep the
         beam search's share of the demo under a minute).
-    iterations / q / decodings / pool_size: the optimisation (rounds, proposals per round,
-        sampled decodings per proposal, starting molecules).
+    iterations / q / beam_width / pool_size: the optimisation (rounds, proposals per round, the
+        beam search width that decodes each proposal, starting molecules); ``beam_width`` is
+        ``molks optimize``'s default, :data:`~molks.decoding.DEFAULT_BEAM_WIDTH` (0: greedily plus
+        ``OptimizeConfig``'s default number of sampled decodings, the Grammar VAE protocol).
     train_size / epochs / batch_size / tiny_network: training with ``train=True``
         (``tiny_network``: a network of a few thousand weights instead of the fast preset).
     """
@@ -76,7 +79,7 @@ class DemoSettings:
     held_out: int | None = 500
     iterations: int = 2
     q: int = 20
-    decodings: int = 50
+    beam_width: int = DEFAULT_BEAM_WIDTH
     pool_size: int = 1000
     train_size: int = 10_000
     epochs: int = 2
@@ -86,7 +89,7 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = DemoSettings(
-    n_samples=50, held_out=200, iterations=2, q=5, decodings=10, pool_size=200,
+    n_samples=50, held_out=200, iterations=2, q=5, beam_width=DEFAULT_BEAM_WIDTH, pool_size=200,
     train_size=400, epochs=1, batch_size=32, tiny_network=True,
 )  # fmt: skip
 
@@ -165,7 +168,7 @@ def run_demo(
     # 3. Optimisation.
     t = time.perf_counter()
     log(f"[3/4] optimising penalised logP: {settings.iterations} iterations of {settings.q} proposals, "
-        f"{settings.decodings} decodings each, from {settings.pool_size} starting molecules")
+        f"{_decoding(settings.beam_width)}, from {settings.pool_size} starting molecules")
     summary, commands["optimize"] = _optimize(latent, model_ref, out, settings, seed, progress, log)
     seconds["optimization"] = time.perf_counter() - t
     optimization = _optimization_report(summary)
@@ -339,7 +342,7 @@ def _optimize(
     pool_path = RunDir(latent.run_dir).pool_file() or _embedded_moses()  # the pool `molks optimize` takes
     pool = read_pool(pool_path, molecular=True)
     config = OptimizeConfig(
-        iterations=settings.iterations, decodings=settings.decodings, pool_size=settings.pool_size, seed=seed,
+        iterations=settings.iterations, beam_width=settings.beam_width, pool_size=settings.pool_size, seed=seed,
         acquisition=AcquisitionConfig(q=settings.q),
     )  # fmt: skip
     from rdkit import rdBase
@@ -352,9 +355,18 @@ def _optimize(
     command = [
         "molks", "optimize", "--model", model_ref, "--target", "logp", "--pool", str(pool_path),
         "--pool-size", str(settings.pool_size), "--iterations", str(settings.iterations), "--batch-size",
-        str(settings.q), "--decodings", str(settings.decodings), "--seed", str(seed), "--out", str(out / "optimize"),
+        str(settings.q), "--beam-width", str(settings.beam_width), "--seed", str(seed), "--out", str(out / "optimize"),
     ]  # fmt: skip
     return summary, shlex.join(command)
+
+
+def _decoding(beam_width: int) -> str:
+    """How the proposals are decoded, for the log line (as ``molks optimize`` decodes them)."""
+    if beam_width:
+        return "each decoded greedily" if beam_width == 1 else f"each decoded by a beam search of {beam_width}"
+    from molks.optimize.loop import OptimizeConfig
+
+    return f"each decoded greedily plus {OptimizeConfig().decodings} sampled decodings"
 
 
 def _optimization_report(summary: dict[str, Any]) -> dict[str, Any]:
@@ -375,7 +387,7 @@ def _optimization_report(summary: dict[str, Any]) -> dict[str, Any]:
 
 # DemoSettings fields that ``molks demo`` has an option for.
 _OPTIONS = {"n_samples": "--n-samples", "iterations": "--iterations", "q": "--batch-size",
-            "decodings": "--decodings", "epochs": "--epochs", "train_size": "--train-size"}  # fmt: skip
+            "beam_width": "--beam-width", "epochs": "--epochs", "train_size": "--train-size"}  # fmt: skip
 
 
 def _demo_command(out: Path, model: str, train: bool, quick: bool, settings: DemoSettings, seed: int) -> str:

@@ -27,8 +27,9 @@ def pool_file(moses_smiles: list[str], tmp_path_factory: pytest.TempPathFactory)
 
 
 def _args(run: Path, pool: Path, out: Path, *extra: str) -> list[str]:
+    # Sampled decodings (--beam-width 0): the tiny model's beam decodes these proposals to no new molecule.
     return ["optimize", "--model", str(run), "--pool", str(pool), "--pool-size", str(POOL_SIZE), "--out", str(out),
-            "--target", "qed", "--batch-size", "6", "--decodings", "4", "--quiet", *extra]  # fmt: skip
+            "--target", "qed", "--batch-size", "6", "--beam-width", "0", "--decodings", "4", "--quiet", *extra]  # fmt: skip
 
 
 def _rows(out: Path) -> list[dict[str, str]]:

@@ -11,7 +11,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from molks.demo import DEMO_MARKER, DemoError, run_demo
+from molks.decoding import DEFAULT_BEAM_WIDTH
+from molks.demo import DEMO_MARKER, QUICK, DemoError, run_demo, with_overrides
 
 REPORT_KEYS = {"kind", "molks_version", "created", "quick", "seed", "settings", "model", "evaluation",
                "optimization", "files", "commands", "notes", "seconds"}  # fmt: skip
@@ -63,6 +64,12 @@ def _check_report(out: Path, lines: list[str]) -> dict:
 
     optimization = report["optimization"]
     assert optimization["target"] == "logp"
+    # The proposals are decoded as molks optimize decodes them by default: the beam search.
+    assert report["settings"]["beam_width"] == optimization["settings"]["beam_width"] == DEFAULT_BEAM_WIDTH
+    assert "decodings" not in report["settings"]
+    (step,) = [line for line in lines if line.startswith("[3/4]")]
+    assert f"each decoded by a beam search of {DEFAULT_BEAM_WIDTH}" in step
+    assert f"--beam-width {DEFAULT_BEAM_WIDTH}" in report["commands"]["optimize"]
     assert optimization["iterations_completed"] == 2
     assert optimization["proposals"] == 2 * report["settings"]["q"] == 10
     assert 0 <= optimization["valid_proposals"] <= optimization["proposals"]
@@ -136,3 +143,14 @@ def test_demo_command_reports_a_bad_output_directory_cleanly(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "new"), "--train", "--model", "moses"])
     assert result.exit_code == 2 and "--model" in result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_the_demo_command_line_names_another_beam_width() -> None:
+    from molks.demo import _decoding, _demo_command
+
+    assert _demo_command(Path("d"), "moses", False, True, QUICK, 0) == "molks demo --out d --model moses --quick"
+    other = _demo_command(Path("d"), "moses", False, True, with_overrides(QUICK, beam_width=0), 0)
+    assert other == "molks demo --out d --model moses --quick --beam-width 0"
+    _parses(other)
+    assert _decoding(0) == "each decoded greedily plus 100 sampled decodings"
+    assert _decoding(1) == "each decoded greedily" and _decoding(4) == "each decoded by a beam search of 4"

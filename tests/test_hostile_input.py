@@ -120,7 +120,7 @@ def test_a_device_typo_is_one_line(small: Path, command: str, device: str) -> No
 def test_optimize_resume_refuses_another_pool(env: Path, moses_smiles: list[str]) -> None:
     (env / "p1.smi").write_text("\n".join(moses_smiles[:40]) + "\n")
     (env / "p2.smi").write_text("\n".join(moses_smiles[100:140]) + "\n")
-    base = ["optimize", "-m", "moses", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
+    base = ["optimize", "-m", "moses", "-q", "2", "-o", "opt", "--quiet"]
     first = runner.invoke(app, [*base, "--pool", "p1.smi", "-n", "1"])
     assert first.exit_code == 0, first.output
     resumed = runner.invoke(app, [*base, "--pool", "p2.smi", "-n", "2", "--resume"])
@@ -320,7 +320,7 @@ def targets(env: Path, monkeypatch: pytest.MonkeyPatch, moses_smiles: list[str])
         sys.modules.pop(name, None)
 
 
-OPTIMIZE = ["optimize", "-m", "moses", "--pool", "pool.smi", "-n", "1", "-q", "2", "--decodings", "1", "-o", "opt", "--quiet"]
+OPTIMIZE = ["optimize", "-m", "moses", "--pool", "pool.smi", "-n", "1", "-q", "2", "-o", "opt", "--quiet"]
 
 
 @pytest.mark.parametrize(
@@ -933,7 +933,7 @@ def test_optimize_refuses_a_folder_of_the_users_files(env: Path, moses_smiles: l
     (results / "candidates.csv").write_text("my,candidates\n")
     (results / "summary.json").write_text('{"mine": true}\n')
     before = {p.name: p.read_bytes() for p in results.iterdir()}
-    args = ["optimize", "-m", "moses", "--pool", "pool.smi", "-q", "2", "--decodings", "1", "-n", "1", "--quiet"]
+    args = ["optimize", "-m", "moses", "--pool", "pool.smi", "-q", "2", "-n", "1", "--quiet"]
     result = runner.invoke(app, [*args, "-o", str(results)])
     assert result.exit_code == 2
     line = one_error_line(result.output)

@@ -111,6 +111,10 @@ def test_every_molecule_gets_a_row_with_its_reason_on_the_tiny_run(tiny_run: Pat
     assert result.exit_code == 0, result.output
     assert "molecules improved at similarity >= 0.2" in result.output
     _check_table(out, starts, 0.2, result.output, start_file)
+    # Without --beam-width, --from decodes greedily (LeadConfig's default), not by molks optimize's beam search.
+    from molks.optimize.lead import LeadConfig
+
+    assert json.loads((out / "summary.json").read_text())["settings"]["beam_width"] == LeadConfig.beam_width == 1
 
     again = CliRunner().invoke(app, args)  # the same --out again without --resume: refused in one line
     assert again.exit_code == 2 and "--resume" in again.output and again.output.count("\n") == 1

@@ -36,8 +36,8 @@ from molks.optimize.surrogate import SurrogateConfig
 from molks.optimize.targets import qed
 from molks.training.checkpoint import load_checkpoint
 
-# What `molks optimize -q 4 --decodings 4 --pool-size 60 --seed 1` builds, so the CLI can resume the API's run.
-CONFIG: dict[str, Any] = {"decodings": 4, "pool_size": 60, "seed": 1, "threads": 1, "acquisition": AcquisitionConfig(q=4)}
+# What `molks optimize -q 4 --pool-size 60 --seed 1` builds, so the CLI can resume the API's run.
+CONFIG: dict[str, Any] = {"pool_size": 60, "seed": 1, "threads": 1, "acquisition": AcquisitionConfig(q=4)}
 TARGETS = ["qed", "logp"]
 
 
@@ -172,7 +172,7 @@ def test_cli_resumes_the_run_as_if_never_interrupted(two_iterations: Path, tiny_
     pool_file.write_text("\n".join(pool) + "\n")
     out = tmp_path / "interrupted"
     args = ["--model", str(tiny_run), "--pool", str(pool_file), "--pool-size", "60", "--seed", "1", "-q", "4",
-            "--decodings", "4", "--target", "qed", "--target", "logp", "--out", str(out), "--quiet"]  # fmt: skip
+            "--target", "qed", "--target", "logp", "--out", str(out), "--quiet"]  # fmt: skip
     first = CliRunner().invoke(app, [*args, "--iterations", "1"])
     assert first.exit_code == 0, first.output
     assert "reference point: qed" in first.output and "hypervolume: pool" in first.output

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from PIL import Image
 from rdkit import Chem
 
 import molks
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.optimize.acquisition import (
     AcquisitionConfig,
     AcquisitionError,
@@ -149,8 +151,9 @@ def test_acquisition_config_rejects_bad_settings() -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def _config(iterations: int) -> OptimizeConfig:
-    return OptimizeConfig(iterations=iterations, decodings=4, pool_size=100, seed=1, surrogate=FAST_GP, acquisition=FAST_ACQ)
+def _config(iterations: int, **changes: Any) -> OptimizeConfig:
+    """The loop's settings for the tests: its default decoding (the beam search) unless ``changes`` say otherwise."""
+    return OptimizeConfig(iterations=iterations, pool_size=100, seed=1, surrogate=FAST_GP, acquisition=FAST_ACQ, **changes)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -188,7 +191,8 @@ def test_loop_writes_every_output_with_the_right_columns(two_iterations: Path, t
     assert scores == sorted(scores, reverse=True)
     canonical = [Chem.MolToSmiles(Chem.MolFromSmiles(t["string"])) for t in summary["top"]]
     assert len(set(canonical)) == len(canonical)  # one molecule written two ways is listed once
-    assert summary["settings"]["acquisition"]["q"] == 4 and summary["settings"]["decodings"] == 4
+    assert summary["settings"]["acquisition"]["q"] == 4 and summary["settings"]["beam_width"] == DEFAULT_BEAM_WIDTH
+    assert f"beam search of width {DEFAULT_BEAM_WIDTH}" in summary["note"]  # the default decoding
     for name in ("best_molecules.png", "best_score.png"):
         with Image.open(two_iterations / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
@@ -219,17 +223,36 @@ def test_beam_decoding_of_the_proposals(tiny_run: Path, pool: list[str], tmp_pat
     z = torch.tensor([[float(r[f"z{j}"]) for j in range(model.latent_dim)] for r in rows])
     assert [r["string"] for r in rows] == [s or "" for s in model.decode(z, beam_width=3)]
     # A run decoded one way does not resume another, and the refusal names the option that differs.
-    with pytest.raises(OptimizeError, match="config.beam_width was 3, now None"):
+    with pytest.raises(OptimizeError, match=f"config.beam_width was 3, now {DEFAULT_BEAM_WIDTH}") as caught:
         optimize(model, pool, tmp_path, "logp", _config(2), resume=True, progress=False)
+    assert "--beam-width 0" not in str(caught.value)  # the hint is for runs saved with sampled decodings only
     with pytest.raises(OptimizeError, match="beam_width"):
         OptimizeConfig(beam_width=-1)
+
+
+def test_sampled_decodings_and_a_run_saved_with_them_resume_with_beam_width_0(
+    tiny_run: Path, pool: list[str], tmp_path: Path
+) -> None:
+    # beam_width=0: greedy plus sampled decodings (the default before the beam). Such a run's identity
+    # has no beam_width, as runs saved before the option existed: resumed with the default (the beam)
+    # it is refused, and the refusal says how to resume it.
+    model = molks.load(tiny_run)
+    sampled = _config(1, beam_width=0, decodings=4)
+    summary = optimize(model, pool, tmp_path, "logp", sampled, progress=False)
+    assert summary["settings"]["beam_width"] == 0 and "greedily plus 4 sampled decodings" in summary["note"]
+    assert "beam_width" not in OptimizationState.load(tmp_path / STATE_FILE).meta.identity.config
+    with pytest.raises(OptimizeError, match=f"config.beam_width was None, now {DEFAULT_BEAM_WIDTH}") as caught:
+        optimize(model, [], tmp_path, "logp", _config(2, decodings=4), resume=True, progress=False)
+    assert "a run started with sampled decodings, the default before, resumes with them: --beam-width 0" in str(caught.value)
+    resumed = optimize(model, [], tmp_path, "logp", _config(2, beam_width=0, decodings=4), resume=True, progress=False)
+    assert resumed["iterations_completed"] == 2 and resumed["settings"]["beam_width"] == 0
 
 
 def test_expression_target_loop(tiny_expression_run: Path, tmp_path: Path) -> None:
     model = molks.load(tiny_expression_run)
     texts = (Path(__file__).resolve().parents[1] / "data" / "expressions.txt").read_text().splitlines()[400:480]
     auto = SurrogateConfig(**{**FAST_GP.to_dict(), "kind": "auto"})  # held-out comparison picks the GP
-    config = OptimizeConfig(iterations=1, decodings=4, pool_size=80, surrogate=auto, acquisition=FAST_ACQ)
+    config = OptimizeConfig(iterations=1, pool_size=80, surrogate=auto, acquisition=FAST_ACQ)
     summary = optimize(model, texts, tmp_path, "expression", config, progress=False)
     assert set(summary["heldout_metrics"]) == {"baseline", "exact", "variational"}
     assert summary["surrogate_kind"] == choose_surrogate(summary["heldout_metrics"])
@@ -421,10 +444,11 @@ def test_cli_runs_and_reports(tiny_run: Path, pool: list[str], tmp_path: Path) -
     pool_file.write_text("\n".join(pool) + "\n")
     out = tmp_path / "cli-out"
     args = ["--model", str(tiny_run), "--pool", str(pool_file), "--pool-size", "60", "--out", str(out),
-            "--iterations", "1", "--batch-size", "3", "--decodings", "2", "--quiet"]
+            "--iterations", "1", "--batch-size", "3", "--quiet"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "valid proposals" in result.output
+    assert json.loads((out / "summary.json").read_text())["settings"]["beam_width"] == DEFAULT_BEAM_WIDTH  # the default decoding
     assert len([r for r in _read_csv(out / "candidates.csv") if r["iteration"] == "1"]) == 3
     again = CliRunner().invoke(app, args)  # same --out without --resume
     assert again.exit_code == 2 and "--resume" in again.output

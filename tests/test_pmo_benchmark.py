@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import molks
 from molks.cli import app
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.optimize.loop import OptimizeConfig, optimize, read_pool
 from molks.optimize.pmo_benchmark import PmoBenchmarkError, check_benchmark, check_tasks
 from molks.optimize.pmo_metrics import PmoMetricError, oracle_trace, top_auc, top_curve
@@ -153,7 +154,7 @@ def pool_file(moses_smiles: list[str], tmp_path_factory: pytest.TempPathFactory)
 def _args(run: Path, pool: Path, out: Path, *extra: str) -> list[str]:
     return ["benchmark", "pmo", "--model", str(run), "--pool", str(pool), "--pool-size", str(POOL_SIZE),
             "--budget", str(BUDGET), "--seeds", "1", "--tasks", ",".join(TASKS), "--out", str(out),
-            "--batch-size", "6", "--decodings", "4", "--quiet", *extra]  # fmt: skip
+            "--batch-size", "6", "--quiet", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +201,15 @@ def test_resume_skips_finished_runs(suite: Path, tiny_run: Path, pool_file: Path
     assert {p: p.stat().st_mtime_ns for p in before} == before  # no run touched
     other = CliRunner().invoke(app, [*_args(tiny_run, pool_file, out, "--resume"), "--batch-size", "5"])
     assert other.exit_code == 2 and "was started with another config" in other.output
+    assert "--beam-width 0" not in other.output
+    # A benchmark started with sampled decodings (the default before the beam search): its resume says how.
+    record = json.loads((out / "pmo.json").read_text())
+    assert record["identity"]["config"]["beam_width"] == DEFAULT_BEAM_WIDTH  # the default decoding
+    record["identity"]["config"]["beam_width"] = 0
+    (out / "pmo.json").write_text(json.dumps(record))
+    older = CliRunner().invoke(app, _args(tiny_run, pool_file, out, "--resume"))
+    assert older.exit_code == 2 and "started with sampled decodings, the default before, resumes with them: --beam-width 0" in older.output
+    assert CliRunner().invoke(app, _args(tiny_run, pool_file, out, "--resume", "--beam-width", "0")).exit_code == 0
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(suite: Path, tiny_run: Path, pool_file: Path, tmp_path: Path) -> None:
@@ -209,7 +219,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(suite: Path, tiny_run:
     (out / "median1" / "seed0.json").unlink()
     shutil.rmtree(out / "median1" / "seed0")
     model = molks.load(tiny_run)
-    config = OptimizeConfig(iterations=1, budget=BUDGET, pool_size=POOL_SIZE, decodings=4, seed=0,
+    config = OptimizeConfig(iterations=1, budget=BUDGET, pool_size=POOL_SIZE, seed=0,
                             acquisition=replace(OptimizeConfig().acquisition, q=6))  # fmt: skip
     optimize(model, read_pool(pool_file, model.domain), out / "median1" / "seed0", "median1", config, progress=False)
     assert OptimizationState.load(out / "median1" / "seed0" / STATE_FILE).meta.completed == 1

@@ -33,7 +33,8 @@ def pool(moses_smiles: list[str]) -> list[str]:
 
 
 def _config(iterations: int, **acquisition: object) -> OptimizeConfig:
-    return OptimizeConfig(iterations=iterations, decodings=4, pool_size=60, seed=2, surrogate=FAST_GP,
+    # Sampled decodings (beam_width=0): the tiny model's beam decodes these proposals to nothing valid.
+    return OptimizeConfig(iterations=iterations, beam_width=0, decodings=4, pool_size=60, seed=2, surrogate=FAST_GP,
                           acquisition=replace(FAST_ACQ, **acquisition))  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -220,7 +221,7 @@ def test_the_options_on_the_command_line(tiny_run: Path, pool: list[str], tmp_pa
     assert not bad.exists()
     out = tmp_path / "off"
     result = CliRunner().invoke(app, ["optimize", *inputs, "--target", "qed", "--out", str(out), "--iterations", "1",
-                                      "--batch-size", "4", "--decodings", "4", "--no-restarts", "--restart-yield", "0.5"])  # fmt: skip
+                                      "--batch-size", "4", "--beam-width", "0", "--decodings", "4", "--no-restarts", "--restart-yield", "0.5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     settings = json.loads((out / "summary.json").read_text())["settings"]["acquisition"]
     assert settings["restarts"] is False and settings["restart_yield"] == 0.5

@@ -30,7 +30,7 @@ def _config(iterations: int, q: int = 2) -> OptimizeConfig:
     from molks.optimize.acquisition import AcquisitionConfig
 
     return OptimizeConfig(
-        iterations=iterations, decodings=2, pool_size=20, seed=0, target_timeout=2.0, surrogate=FAST,
+        iterations=iterations, pool_size=20, seed=0, target_timeout=2.0, surrogate=FAST,
         acquisition=AcquisitionConfig(q=q, num_restarts=1, raw_samples=16, mc_samples=32, maxiter=20),
     )  # fmt: skip
 
@@ -175,7 +175,7 @@ from molks.optimize.surrogate import SurrogateConfig
 model = molks.load(run)
 pool = Path(folder, "pool.txt").read_text().splitlines()
 for spec, iterations in json.loads(sys.argv[4]):
-    config = OptimizeConfig(iterations=iterations, decodings=2, pool_size=20, target_timeout=2.0,
+    config = OptimizeConfig(iterations=iterations, pool_size=20, target_timeout=2.0,
                             surrogate=SurrogateConfig(maxiter=20, max_fit=100),
                             acquisition=AcquisitionConfig(q=2, num_restarts=1, raw_samples=16, mc_samples=32, maxiter=20))
     try:

@@ -14,6 +14,7 @@ import typer
 
 from molks.cli.common import fail_cleanly
 from molks.cli.optimize import UNTIL_BUDGET
+from molks.decoding import DEFAULT_BEAM_WIDTH
 
 app = typer.Typer(help="Benchmarks of a model: the PMO suite of molecular optimisation.", no_args_is_help=True,
                   pretty_exceptions_enable=False)  # fmt: skip
@@ -36,8 +37,12 @@ def pmo(
     column: str | None = typer.Option(None, "--column", help="Column of a .csv/.tsv pool (default: smiles)."),
     pool_size: int = typer.Option(1000, "--pool-size", min=1, help="Starting molecules per run (with the run's seed); they are oracle calls, so below --budget."),
     batch_size: int = typer.Option(50, "--batch-size", "-q", min=1, help="Proposals per round (q of qLogEI)."),
-    decodings: int = typer.Option(100, "--decodings", min=0, help="Sampled decodings per proposal besides the greedy one."),
-    beam_width: int = typer.Option(0, "--beam-width", min=0, help="Decode each proposal with a beam search of this width instead (0: --decodings)."),
+    decodings: int = typer.Option(100, "--decodings", min=0, help="With --beam-width 0: sampled decodings per proposal besides the greedy one."),
+    beam_width: int = typer.Option(
+        DEFAULT_BEAM_WIDTH, "--beam-width", min=0,
+        help="Decode each proposal with a beam search of this width. 0: greedily plus --decodings sampled decodings, "
+        "the most frequent valid string kept (the Grammar VAE protocol; how benchmarks started before the beam was the default resume).",
+    ),
     surrogate: str = typer.Option("exact", "--surrogate", help="GP: exact | variational | auto."),
     region: str = typer.Option("trust-region", "--region", help="Where proposals may lie: trust-region | box."),
     restarts: bool = typer.Option(

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from molks.cli.common import fail_cleanly
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.models import DEFAULT_MODEL
 
 __all__ = ["demo_command"]
@@ -25,7 +26,7 @@ def demo_command(
     n_samples: Annotated[Optional[int], typer.Option(min=1, help="Prior samples to evaluate (default 300; quick 50).")] = None,
     iterations: Annotated[Optional[int], typer.Option(min=1, help="Optimisation rounds (default 2).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-q", min=1, help="Proposals per round (default 20; quick 5).")] = None,
-    decodings: Annotated[Optional[int], typer.Option(min=0, help="Sampled decodings per proposal (default 50; quick 10).")] = None,
+    beam_width: Annotated[Optional[int], typer.Option(min=0, help=f"Beam search width that decodes each proposal, as molks optimize does (default {DEFAULT_BEAM_WIDTH}; 0: greedily plus 100 sampled decodings, the Grammar VAE protocol).")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs with --train (default 2; quick 1).")] = None,
     train_size: Annotated[Optional[int], typer.Option(min=2, help="Molecules to train on with --train (default 10000; quick 400).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every step.")] = 0,
@@ -45,7 +46,7 @@ def demo_command(
 
     torch.set_num_threads(threads)
     settings = with_overrides(
-        QUICK if quick else FULL, n_samples=n_samples, iterations=iterations, q=batch_size, decodings=decodings,
+        QUICK if quick else FULL, n_samples=n_samples, iterations=iterations, q=batch_size, beam_width=beam_width,
         epochs=epochs, train_size=train_size,
     )  # fmt: skip
     report_dir = run_demo(

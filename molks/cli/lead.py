@@ -26,7 +26,7 @@ def run_leads(
     min_similarity: float,
     budget: int,
     batch_size: int,
-    beam_width: int,
+    beam_width: int | None,
     out: Path,
     seed: int,
     resume: bool,
@@ -36,7 +36,8 @@ def run_leads(
     target_timeout: float | None = None,
 ) -> None:
     """Run a lead optimisation of the molecules of ``from_file`` and print its outcome
-    (``target_timeout``: ``--target-timeout``; None: the guard's default)."""
+    (``target_timeout``: ``--target-timeout``; None: the guard's default; ``beam_width`` None:
+    :class:`~molks.optimize.lead.LeadConfig`'s default, greedy, not ``molks optimize``'s beam; 0: greedy too)."""
     import molks
     from molks.domain import MOLECULES
     from molks.optimize.guard import DEFAULT_TIMEOUT, open_target
@@ -45,8 +46,8 @@ def run_leads(
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = LeadConfig(
-        min_similarity=min_similarity, budget=budget, batch_size=batch_size, beam_width=max(1, beam_width), seed=seed,
-        threads=threads,
+        min_similarity=min_similarity, budget=budget, batch_size=batch_size, seed=seed, threads=threads,
+        beam_width=LeadConfig.beam_width if beam_width is None else max(1, beam_width),
         target_timeout=DEFAULT_TIMEOUT if target_timeout is None else target_timeout,
     )  # fmt: skip
     if out.exists() and not out.is_dir():

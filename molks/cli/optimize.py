@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from molks.cli.common import fail_cleanly
+from molks.decoding import DEFAULT_BEAM_WIDTH
 
 if TYPE_CHECKING:
     from molks.optimize.guard import TargetRunner
@@ -64,10 +65,14 @@ def optimize(
     ),
     batch_size: int = typer.Option(50, "--batch-size", "-q", help="Proposals per round (q of qLogEI)."),
     decodings: int = typer.Option(
-        100, "--decodings", help="Sampled decodings per proposal besides the greedy one (the published protocol: 500)."
+        100, "--decodings",
+        help="With --beam-width 0: sampled decodings per proposal besides the greedy one (the published protocol: 500).",
     ),
-    beam_width: int = typer.Option(
-        0, "--beam-width", min=0, help="Decode each proposal with a beam search of this width instead (0: greedy plus --decodings sampled decodings)."
+    beam_width: int | None = typer.Option(
+        None, "--beam-width", min=0, show_default=False,
+        help=f"Decode each proposal with a beam search of this width (default {DEFAULT_BEAM_WIDTH}; with --from: 1, greedy). "
+        "0: greedily plus --decodings sampled decodings, the most frequent valid string kept (the Grammar VAE protocol; "
+        "how runs started before the beam was the default resume).",
     ),
     region: str = typer.Option("trust-region", "--region", help="Where proposals may lie: trust-region | box."),
     strategy: str = typer.Option("joint", "--strategy", help="Batch optimisation: joint | sequential (slow baseline)."),
@@ -131,7 +136,7 @@ def optimize(
         iterations=iterations if iterations is not None else 5 if budget is None else UNTIL_BUDGET,
         budget=budget,
         decodings=decodings,
-        beam_width=beam_width,
+        beam_width=DEFAULT_BEAM_WIDTH if beam_width is None else beam_width,
         pool_size=pool_size,
         seed=seed,
         heldout=heldout,

@@ -1,7 +1,7 @@
 """The latent-space Bayesian optimisation loop, resumable after every iteration.
 
-    encode the pool and score it -> fit a GP -> propose q codes (qLogEI) -> decode each robustly
-    -> score -> append -> refit ... for ``iterations`` rounds.
+    encode the pool and score it -> fit a GP -> propose q codes (qLogEI) -> decode each (a beam
+    search of 8 by default) -> score -> append -> refit ... for ``iterations`` rounds.
 
 Everything an iteration needs is derived from (seed, iteration) and the state saved after the
 previous one (every evaluated code and value, the trust region: :mod:`molks.optimize.state`), so a
@@ -47,6 +47,7 @@ import torch
 
 from molks.api import LatentModel
 from molks.checks import MAX_BATCH_SIZE, check_beam_width, check_int, check_seed
+from molks.decoding import DEFAULT_BEAM_WIDTH
 from molks.domain import MOLECULES, TEXT, Domain
 from molks.errors import InputError, file_access
 from molks.files import file_sha256, folder_lock, foreign_entries
@@ -111,12 +112,18 @@ class OptimizeConfig:
     """Settings of one optimisation run.
 
     iterations: rounds of fit -> propose -> decode -> score (the published budget: 5 x 50).
-    decodings: sampled decodings per proposal on top of the greedy one, the most frequent valid
-        string kept (the published protocol uses 500; 100 keeps an iteration within a minute on a
-        2-core CPU).
-    beam_width: 0 decodes as above; K >= 1 decodes each proposal with the beam search of width K
-        instead (``LatentModel.decode(beam_width=K)``: the valid candidate whose code is nearest the
-        proposal; ``decodings`` is then unused).
+    beam_width: K >= 1 decodes each proposal with the beam search of width K
+        (``LatentModel.decode(beam_width=K)``: the valid candidate whose code is nearest the
+        proposal); default :data:`~molks.decoding.DEFAULT_BEAM_WIDTH` (8). 0 decodes as the Grammar
+        VAE protocol does: greedily plus ``decodings`` sampled decodings, the most frequent valid
+        string kept. The beam is the default because, over 10 seeds of 5 x 50 logP proposals with
+        the shipped model, it scored as well as greedy + 100 sampled decodings (mean best 4.77 vs
+        4.72, top-3 5.25 / 5.20 / 5.07 vs 5.20 / 5.18 / 4.82; 90% valid vs 100%) and decoded an
+        iteration 11x faster (1.5 s vs 17.3 s). Runs saved before it was the default resume with
+        ``beam_width=0`` (``--beam-width 0``).
+    decodings: with ``beam_width=0``, the sampled decodings per proposal on top of the greedy one
+        (the published protocol uses 500; 100 keeps an iteration within a minute on a 2-core CPU);
+        unused otherwise.
     pool_size: the starting pool is subsampled (with ``seed``) to at most this many strings.
     heldout: also report held-out RMSE / log-likelihood of the GP kinds (10% split) at the start;
         always done when ``surrogate.kind == "auto"``, which then picks the kind.
@@ -136,7 +143,7 @@ class OptimizeConfig:
 
     iterations: int = 5
     decodings: int = 100
-    beam_width: int = 0
+    beam_width: int = DEFAULT_BEAM_WIDTH
     pool_size: int = 2000
     seed: int = 0
     top_k: int = 10
@@ -176,7 +183,7 @@ class OptimizeConfig:
         del d["iterations"], d["processes"], d["threads"], d["target_timeout"], d["budget"]
         d["acquisition"] = self.acquisition.identity()  # without the restart settings when restarts are off
         if d["beam_width"] == 0:
-            del d["beam_width"]  # as runs saved before the option existed: they still resume
+            del d["beam_width"]  # as runs saved before the option existed: they resume with beam_width=0
         return d
 
 
@@ -302,6 +309,8 @@ def _optimize(
             diff = "; ".join(_differences(state.meta.identity.to_json(), identity.to_json()))
             if "restarts" not in state.meta.identity.config.get("acquisition", {}) and config.acquisition.restarts:
                 diff += " (a run started before trust-region restarts existed resumes with them off: --no-restarts)"
+            if "beam_width" not in state.meta.identity.config and config.beam_width:
+                diff += " (a run started with sampled decodings, the default before, resumes with them: --beam-width 0)"
             raise OptimizeError(f"--resume: {out} was started with other settings: {diff}; use another --out")
         _check_same_pool(out, state.meta.pool, pool_source, pool_sha256)
         runner.check([r["string"] for r in state.rows if r["iteration"] == 0 and r["string"]])

@@ -57,7 +57,8 @@ BENCHMARK_FILE = "pmo.json"
 """What a benchmark folder is: its identity (model, budget, settings, pool) and the tasks and seeds asked."""
 MAX_SEEDS = 1_000
 DEFAULT_CONFIG = OptimizeConfig(budget=10_000, pool_size=1000, iterations=1_000_000)
-"""PMO's budget of 10,000 oracle calls, 1,000 of them the starting pool, rounds until the budget is spent."""
+"""PMO's budget of 10,000 oracle calls, 1,000 of them the starting pool, rounds until the budget is spent
+(proposals decoded as :class:`OptimizeConfig` decodes them by default: a beam search of 8)."""
 
 
 class PmoBenchmarkError(InputError):
@@ -214,7 +215,11 @@ def _open(out: Path, identity: dict[str, Any], settings: dict[str, Any], resume:
         if saved.get("identity") != identity:
             diff = sorted(k for k in set(saved.get("identity", {})) | set(identity)
                           if saved.get("identity", {}).get(k) != identity.get(k))  # fmt: skip
-            raise PmoBenchmarkError(f"--resume: {out} was started with another {', '.join(diff)}; use another --out")
+            saved_config = saved.get("identity", {}).get("config")
+            hint = ""
+            if isinstance(saved_config, dict) and saved_config.get("beam_width") == 0 and identity["config"]["beam_width"]:
+                hint = " (a benchmark started with sampled decodings, the default before, resumes with them: --beam-width 0)"
+            raise PmoBenchmarkError(f"--resume: {out} was started with another {', '.join(diff)}{hint}; use another --out")
         old, new = saved.get("pool_sha256"), pool_sha256
         if old and new and old != new:
             raise PmoBenchmarkError(f"--resume: {out} was started from another pool file (sha256 {old[:12]}...); use another --out")
