@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from molks.optimize.acquisition import (
 )
 from molks.optimize.loop import STATE_FILE, OptimizeConfig, OptimizeError, optimize
 from molks.optimize.report import render_report
-from molks.optimize.state import OptimizationState
+from molks.optimize.state import OptimizationState, RunIdentity
 from molks.optimize.surrogate import (
     SurrogateConfig,
     SurrogateError,
@@ -246,6 +247,31 @@ def test_sampled_decodings_and_a_run_saved_with_them_resume_with_beam_width_0(
     assert "a run started with sampled decodings, the default before, resumes with them: --beam-width 0" in str(caught.value)
     resumed = optimize(model, [], tmp_path, "logp", _config(2, beam_width=0, decodings=4), resume=True, progress=False)
     assert resumed["iterations_completed"] == 2 and resumed["settings"]["beam_width"] == 0
+
+
+def test_a_run_resumes_with_other_optimiser_effort_and_states_saved_with_it_still_resume(
+    tiny_run: Path, pool: list[str], tmp_path: Path
+) -> None:
+    # The L-BFGS iterations of the GP fit and of the proposal say how long each step works, not what
+    # the run is: their defaults follow measurements, and a run saved under the old ones resumes.
+    model = molks.load(tiny_run)
+    first = _config(1)
+    optimize(model, pool, tmp_path, "logp", first, progress=False)
+    state = OptimizationState.load(tmp_path / STATE_FILE)
+    assert "maxiter" not in state.meta.identity.config["acquisition"]
+    assert "maxiter" not in state.meta.identity.config["surrogate"]
+    # A state saved before: its identity holds both (the loader leaves them out of the comparison).
+    saved = state.meta.identity.to_json()
+    saved["config"] = {**saved["config"], "acquisition": {**saved["config"]["acquisition"], "maxiter": 100},
+                       "surrogate": {**saved["config"]["surrogate"], "maxiter": 200}}  # fmt: skip
+    assert RunIdentity.from_json(saved) == state.meta.identity
+    effort = replace(first, iterations=2, surrogate=replace(first.surrogate, maxiter=7),
+                     acquisition=replace(first.acquisition, maxiter=3))  # fmt: skip
+    resumed = optimize(model, [], tmp_path, "logp", effort, resume=True, progress=False)
+    assert resumed["iterations_completed"] == 2 and resumed["settings"]["acquisition"]["maxiter"] == 3
+    with pytest.raises(OptimizeError, match="config.acquisition.q was 4, now 5"):  # what the run is: still refused
+        optimize(model, [], tmp_path, "logp", replace(effort, iterations=3, acquisition=replace(effort.acquisition, q=5)),
+                 resume=True, progress=False)  # fmt: skip
 
 
 def test_expression_target_loop(tiny_expression_run: Path, tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ from molks.optimize.state import (
     PoolRecord,
     RunIdentity,
     RunMeta,
+    comparable_settings,
     derive_call_indices,
 )
 from molks.optimize.surrogate import (
@@ -178,13 +179,14 @@ class OptimizeConfig:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share (everything but the number of iterations and workers)."""
+        """The settings a resumed run must share (everything but the number of iterations and workers,
+        the budget, and how long the optimisers work: ``molks.optimize.state.EFFORT_SETTINGS``)."""
         d = self.to_dict()
         del d["iterations"], d["processes"], d["threads"], d["target_timeout"], d["budget"]
         d["acquisition"] = self.acquisition.identity()  # without the restart settings when restarts are off
         if d["beam_width"] == 0:
             del d["beam_width"]  # as runs saved before the option existed: they resume with beam_width=0
-        return d
+        return comparable_settings(d)
 
 
 # ---------------------------------------------------------------- reading and scoring

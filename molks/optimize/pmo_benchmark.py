@@ -46,7 +46,7 @@ from molks.optimize.loop import OptimizeConfig, optimize
 from molks.optimize.pmo import NOT_RDKIT_ONLY, PMO_OBJECTIVES
 from molks.optimize.pmo_metrics import run_metrics
 from molks.optimize.pmo_report import write_pmo_report
-from molks.optimize.state import STATE_FILE, OptimizationState
+from molks.optimize.state import STATE_FILE, OptimizationState, comparable_settings
 from molks.progress import progress_bar, showing
 
 __all__ = ["BENCHMARK_FILE", "DEFAULT_CONFIG", "MAX_SEEDS", "PmoBenchmarkError", "check_benchmark", "check_tasks", "read_records", "run_pmo"]
@@ -127,8 +127,8 @@ def run_pmo(
     identity = {
         "model_sha256": file_sha256(weights) if weights.is_file() else None,
         "budget": config.budget,
-        "config": {**{k: v for k, v in config.to_dict().items() if k not in ("seed", "processes", "threads", "target_timeout")},
-                   "acquisition": config.acquisition.identity()},  # benchmarks begun before restarts: resumable with them off
+        "config": comparable_settings({**{k: v for k, v in config.to_dict().items() if k not in ("seed", "processes", "threads", "target_timeout")},
+                                       "acquisition": config.acquisition.identity()}),  # benchmarks begun before restarts: resumable with them off
     }
     settings = {
         "model": model_name or model.run_dir.name,
@@ -212,6 +212,8 @@ def _open(out: Path, identity: dict[str, Any], settings: dict[str, Any], resume:
                 saved = json.loads(path.read_text())
             except json.JSONDecodeError as err:
                 raise PmoBenchmarkError(f"{path}: not a benchmark record ({err})") from None
+        if isinstance(saved.get("identity"), dict) and isinstance(saved["identity"].get("config"), dict):
+            saved["identity"]["config"] = comparable_settings(saved["identity"]["config"])  # as begun before they were left out
         if saved.get("identity") != identity:
             diff = sorted(k for k in set(saved.get("identity", {})) | set(identity)
                           if saved.get("identity", {}).get(k) != identity.get(k))  # fmt: skip

@@ -28,11 +28,27 @@ import torch
 
 from molks.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["STATE_FILE", "STATE_VERSION", "ObjectivesRecord", "OptimizationState", "PoolRecord", "RunIdentity", "RunMeta",
-           "derive_call_indices"]
+__all__ = ["EFFORT_SETTINGS", "STATE_FILE", "STATE_VERSION", "ObjectivesRecord", "OptimizationState", "PoolRecord",
+           "RunIdentity", "RunMeta", "comparable_settings", "derive_call_indices"]
 
 STATE_FILE = "state.safetensors"
 STATE_VERSION = 1
+
+
+EFFORT_SETTINGS = (("surrogate", "maxiter"), ("acquisition", "maxiter"))
+"""Settings of a run's config that say how long an optimiser works at each step, not what the run
+is: the L-BFGS iterations of the GP fit and of the proposal. A run may resume with others (as with
+another number of threads: the rounds after differ a little, the run is the same), so their
+defaults can follow measurements without stranding saved runs."""
+
+
+def comparable_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config (``OptimizeConfig.identity()``, saved or new) without :data:`EFFORT_SETTINGS`."""
+    out = dict(config)
+    for section, key in EFFORT_SETTINGS:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,8 @@ class RunIdentity:
 
     target, maximize: the target's name and direction (a list of each for several targets).
     model_sha256: of the model's ``model.safetensors`` (None: the model has no such file).
-    config: ``OptimizeConfig.identity()``, the settings a resume must share, compared key by key.
+    config: ``OptimizeConfig.identity()``, the settings a resume must share, compared key by key
+        (without :data:`EFFORT_SETTINGS`, which states saved before may hold).
     """
 
     target: str | list[str]
@@ -61,7 +78,7 @@ class RunIdentity:
             _items(target, str, "identity.target")
             _items(maximize, bool, "identity.maximize")
         return cls(target, maximize, _value(data, "model_sha256", (str, type(None)), "identity"),
-                   _value(data, "config", dict, "identity"))  # fmt: skip
+                   comparable_settings(_value(data, "config", dict, "identity")))  # fmt: skip
 
 
 @dataclass(frozen=True)
