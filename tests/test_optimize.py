@@ -266,7 +266,7 @@ def test_a_run_resumes_with_other_optimiser_effort_and_states_saved_with_it_stil
                        "surrogate": {**saved["config"]["surrogate"], "maxiter": 200}}  # fmt: skip
     assert RunIdentity.from_json(saved) == state.meta.identity
     effort = replace(first, iterations=2, surrogate=replace(first.surrogate, maxiter=7),
-                     acquisition=replace(first.acquisition, maxiter=3))  # fmt: skip
+                     acquisition=replace(first.acquisition, maxiter=3, raw_samples=8))  # fmt: skip
     resumed = optimize(model, [], tmp_path, "logp", effort, resume=True, progress=False)
     assert resumed["iterations_completed"] == 2 and resumed["settings"]["acquisition"]["maxiter"] == 3
     with pytest.raises(OptimizeError, match="config.acquisition.q was 4, now 5"):  # what the run is: still refused

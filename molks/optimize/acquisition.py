@@ -107,7 +107,9 @@ class AcquisitionConfig:
     """How proposals are made.
 
     q: proposals per iteration. region: one of REGIONS. strategy: one of STRATEGIES.
-    num_restarts / raw_samples: L-BFGS starts, and the random q-batches they are picked from.
+    num_restarts / raw_samples: L-BFGS starts, and the random q-batches they are picked from. 32
+        raw samples, not 64: the same judged qLogEI (1.411 on six runs with 30 iterations,
+        ``benchmarks/proposal_speed.py``) in 6.8 s instead of 7.7 at load 3. Not part of a run's identity.
     mc_samples: quasi-Monte-Carlo samples of the joint posterior in qLogEI.
     maxiter: L-BFGS-B iterations per start. 30: on the states of six of the ten beam logP runs (2,250 codes,
         q = 50, ``benchmarks/proposal_speed.py``) the batch's qLogEI under a 1,024-sample judge is
@@ -131,7 +133,7 @@ class AcquisitionConfig:
     region: str = "trust-region"
     strategy: str = "joint"
     num_restarts: int = 2
-    raw_samples: int = 64
+    raw_samples: int = 32
     mc_samples: int = 128
     maxiter: int = 30
     margin: float = 0.0

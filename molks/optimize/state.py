@@ -35,9 +35,10 @@ STATE_FILE = "state.safetensors"
 STATE_VERSION = 1
 
 
-EFFORT_SETTINGS = (("surrogate", "maxiter"), ("acquisition", "maxiter"))
+EFFORT_SETTINGS = (("surrogate", "maxiter"), ("acquisition", "maxiter"), ("acquisition", "raw_samples"))
 """Settings of a run's config that say how long an optimiser works at each step, not what the run
-is: the L-BFGS iterations of the GP fit and of the proposal. A run may resume with others (as with
+is: the L-BFGS iterations of the GP fit and of the proposal, and the random batches the proposal's
+L-BFGS starts are chosen from. A run may resume with others (as with
 another number of threads: the rounds after differ a little, the run is the same), so their
 defaults can follow measurements without stranding saved runs."""
 
